@@ -1,0 +1,117 @@
+"""``dsplatform-local``: sandboxes as local processes on one (possibly multi-GPU) machine.
+
+Each user gets a workspace under ``$DSPLATFORM_STATE_DIR/users/<name>``. GPUs listed in
+``c.LocalProfileSpawner.gpu_devices`` are assigned exclusively through
+``CUDA_VISIBLE_DEVICES`` and returned on stop. Memory and CPU are confined with cgroup v2
+when the hub has a delegated hierarchy, else with rlimits and CPU affinity
+(see :mod:`hub_ext.os_limits`). A toolchain's ``local_python`` selects the Python
+environment the sandbox runs in; without one, the hub's own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import Bool, Dict, Unicode, default
+
+from . import os_limits
+from .options import Request
+from .reservations import Grant
+from .spawner_base import ProfileSpawner
+
+
+def state_dir() -> Path:
+    """``$DSPLATFORM_STATE_DIR`` (default ``./.dsplatform``), absolute."""
+    return Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve()
+
+
+def singleuser_command(local_python: str | None) -> list[str]:
+    """The command that runs ``jupyterhub-singleuser`` in a toolchain's Python environment.
+
+    ``local_python`` may be an interpreter (``/opt/envs/torch/bin/python``) or an
+    environment prefix (``/opt/envs/torch``); None means the hub's own interpreter.
+    """
+    if not local_python:
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+    path = Path(local_python)
+    python = path / "bin" / "python" if path.is_dir() else path
+    return [str(python), "-m", "jupyterhub.singleuser"]
+
+
+class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
+    """Profile- and quota-governed sandboxes as local processes."""
+
+    gpu_devices = Dict(
+        {},
+        help="""GPU devices of this machine per GPU type, assigned exclusively to sandboxes
+        through CUDA_VISIBLE_DEVICES. Every gpu_type used by a profile needs an entry.
+
+            c.LocalProfileSpawner.gpu_devices = {"nvidia-a100": ["0", "1", "2", "3"]}
+        """,
+    ).tag(config=True)
+
+    enforce_limits = Bool(
+        True,
+        help="""Confine each sandbox's memory and CPU (cgroup v2 when delegated, else
+        RLIMIT_DATA and CPU affinity). Set False to only report the grant.""",
+    ).tag(config=True)
+
+    cgroup_root = Unicode(
+        "/sys/fs/cgroup",
+        help="cgroup v2 directory in which per-server groups are created, when writable.",
+    ).tag(config=True)
+
+    _limits: os_limits.LimitPlan | None = None
+
+    @default("home_dir_template")
+    def _home_dir_template_default(self) -> str:
+        return str(state_dir() / "users" / "{username}")
+
+    @default("cmd")
+    def _cmd_default(self) -> list[str]:
+        return singleuser_command(None)
+
+    def apply_grant(self, grant: Grant, request: Request) -> None:
+        super().apply_grant(grant, request)
+        toolchain = request.profile.toolchain
+        self.cmd = singleuser_command(toolchain.local_python if toolchain else None)
+        self._limits = None
+        if self.enforce_limits:
+            plan = os_limits.plan_limits(
+                cpu=grant.cpu,
+                memory=grant.memory,
+                name=f"{grant.user}-{grant.server or 'default'}",
+                cgroup_root=os_limits.delegated_cgroup(self.cgroup_root),
+                available=sorted(os.sched_getaffinity(0)),
+            )
+            os_limits.prepare_cgroup(plan)
+            self._limits = plan
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        grant = self.grant
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(grant.devices) if grant else ""
+        env["DSPLATFORM_LIMITS"] = self._limits.method if self._limits else "none"
+        env["DSPLATFORM_WORKSPACE"] = self.home_dir
+        return env
+
+    def make_preexec_fn(self, name: str) -> Any:
+        prepare = super().make_preexec_fn(name)
+        plan = self._limits
+
+        def preexec() -> None:
+            prepare()
+            if plan is not None:
+                os_limits.apply_in_child(plan)
+
+        return preexec
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now=now)
+        finally:
+            os_limits.remove_cgroup(self._limits)

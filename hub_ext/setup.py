@@ -1,0 +1,102 @@
+"""Wire dsplatform into a JupyterHub configuration: ``configure(c)`` at the end of the file.
+
+It validates the admin's profiles, toolchains, quotas and GPU devices (and stops the hub
+with a message naming the key when something is wrong), registers the usage API, and adds
+the profile-aware idle culler as a hub-managed service with a least-privilege role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.metadata import entry_points
+from typing import Any
+
+from traitlets.config import Config, Configurable
+
+from .culler import PlatformIdleCulling, cull_interval
+from .policy import Policy, load_policy
+from .profiles import ConfigError
+
+CULLER_SERVICE = "dsplatform-idle-culler"
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def resolve_spawner_class(value: Any) -> type[Configurable]:
+    """``c.JupyterHub.spawner_class`` as a class (entry-point name, dotted path or class)."""
+    if isinstance(value, type):
+        return value
+    name = str(value or "dsplatform-local")
+    for ep in entry_points(group="jupyterhub.spawners"):
+        if ep.name == name:
+            cls: type[Configurable] = ep.load()
+            return cls
+    module, _, attr = name.rpartition(".")
+    if not module:
+        raise ConfigError(f"c.JupyterHub.spawner_class: unknown spawner {name!r}")
+    mod = __import__(module, fromlist=[attr])
+    loaded: type[Configurable] = getattr(mod, attr)
+    return loaded
+
+
+def idle_timeouts(policy: Policy, culling: PlatformIdleCulling) -> dict[str, int]:
+    """Every profile's effective idle timeout: its own, else the CPU or GPU default."""
+    return {
+        p.slug: p.idle_timeout
+        if p.idle_timeout is not None
+        else (culling.gpu_timeout if p.gpu.max > 0 else culling.timeout)
+        for p in policy.profiles
+    }
+
+
+def configure(c: Config) -> Policy:
+    """Validate and wire dsplatform into the hub config ``c``; exit(1) on invalid config."""
+    try:
+        spawner_class = resolve_spawner_class(c.JupyterHub.get("spawner_class"))
+        policy = load_policy(c, spawner_class)
+    except ConfigError as e:
+        print(f"dsplatform: invalid configuration: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+    from .usage_api import default_handlers
+
+    handlers = list(c.JupyterHub.get("extra_handlers", []))
+    for handler in default_handlers:
+        if handler not in handlers:
+            handlers.append(handler)
+    c.JupyterHub.extra_handlers = handlers
+
+    if os.geteuid() == 0:
+        # jupyterhub-singleuser refuses to run as root without this flag
+        args = list(c.Spawner.get("args", []))
+        if "--allow-root" not in args:
+            c.Spawner.args = [*args, "--allow-root"]
+
+    culling = PlatformIdleCulling(config=c)
+    timeouts = idle_timeouts(policy, culling)
+    if any(t > 0 for t in timeouts.values()):
+        services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != CULLER_SERVICE]
+        services.append(
+            {
+                "name": CULLER_SERVICE,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "hub_ext.culler",
+                    f"--cull-every={cull_interval(timeouts, culling.timeout, culling.cull_every)}",
+                    f"--timeout={culling.timeout}",
+                ],
+                "environment": {
+                    "DSPLATFORM_IDLE_TIMEOUTS": json.dumps(timeouts),
+                    "DSPLATFORM_IDLE_FALLBACK": str(culling.timeout),
+                },
+            }
+        )
+        c.JupyterHub.services = services
+        roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != CULLER_SERVICE]
+        roles.append(
+            {"name": CULLER_SERVICE, "scopes": CULLER_SCOPES, "services": [CULLER_SERVICE]}
+        )
+        c.JupyterHub.load_roles = roles
+    return policy

@@ -1,0 +1,42 @@
+"""``GET /hub/api/dsplatform/usage``: the calling user's limits, usage, pools and profiles."""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub import orm
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from .accounting import GpuAccounting
+from .policy import load_policy
+from .reservations import Ledger
+from .usage import usage_report
+
+
+class UsageAPIHandler(APIHandler):
+    """Usage report for the token's user; admins may ask for ``?user=NAME``."""
+
+    async def get(self) -> None:
+        caller = self.current_user
+        if caller is None:
+            raise web.HTTPError(403, "Authentication required (a user token or login cookie)")
+        if isinstance(caller, orm.Service):
+            raise web.HTTPError(400, "Usage is reported per user: call with a user's token")
+        target = caller
+        wanted = self.get_argument("user", None)
+        if wanted and wanted != caller.name:
+            if not caller.admin:
+                raise web.HTTPError(403, "Only admins may read another user's usage")
+            target = self.find_user(wanted)
+            if target is None:
+                raise web.HTTPError(404, f"No such user: {wanted}")
+        policy = load_policy(self.settings["config"], self.settings["spawner_class"])
+        groups = [g.name for g in target.groups]
+        hours = GpuAccounting(self.db).hours_this_week(target.name)
+        report = usage_report(policy, Ledger.shared(), target.name, groups, hours)
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(report))
+
+
+default_handlers = [(r"/api/dsplatform/usage", UsageAPIHandler)]

@@ -1,0 +1,149 @@
+"""dsplatform's embedded default: a complete local-mode platform, and a worked example.
+
+Run from any directory:  jupyterhub -f /path/to/jupyterhub_config.py
+State (hub database, cookie secret, passwords, user workspaces) lives under
+$DSPLATFORM_STATE_DIR (default ./.dsplatform). The hub binds 127.0.0.1 only.
+
+Environment:
+  DSPLATFORM_STATE_DIR   where state lives (default ./.dsplatform)
+  DSPLATFORM_PORT        the public port (default 8000)
+  DSPLATFORM_MODE        "local" (default); "kubernetes" selects the KubeSpawner path
+  DSPLATFORM_GPUS        local mode without NVIDIA GPUs: how many demo device ids to offer
+                         (default 4) so the GPU profile and its quotas can be tried
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # works from a checkout without `pip install`
+    sys.path.insert(0, str(HERE))
+
+from hub_ext.gpus import detect_nvidia_gpus  # noqa: E402
+from hub_ext.setup import configure  # noqa: E402
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+MODE = os.environ.get("DSPLATFORM_MODE", "local")
+STATE = Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve()
+os.environ["DSPLATFORM_STATE_DIR"] = str(STATE)  # spawners and services see the same dir
+STATE.mkdir(parents=True, exist_ok=True)
+(STATE / "users").mkdir(exist_ok=True)
+
+
+def secret(name: str, nbytes: int = 24) -> str:
+    """A secret kept in the state dir (created once, readable by the owner only)."""
+    path = STATE / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- hub basics -----------------------------------------------------------------------
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('DSPLATFORM_PORT', '8000')}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(STATE / "proxy.pid")
+c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
+local_chp = HERE / "node_modules" / ".bin" / "configurable-http-proxy"
+if local_chp.exists():  # installed by `npm install` in the checkout
+    c.ConfigurableHTTPProxy.command = [str(local_chp)]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 60
+
+# --- authentication: a shared password printed at start-up ------------------------------
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = secret("user_password", 12)
+c.SharedPasswordAuthenticator.admin_password = secret("admin_password", 32)
+c.Authenticator.admin_users = {"admin"}
+c.Authenticator.allow_all = True
+# Groups drive profiles and quotas; with OAuth they come from the identity provider.
+c.JupyterHub.load_groups = {"ml-research": {"users": ["alice"]}}
+
+# --- toolchains and profiles --------------------------------------------------------------
+c.ProfileSpawner.toolchains = {
+    "scipy": {
+        "image": "quay.io/jupyter/scipy-notebook:2025-10-20",
+        "local_python": None,  # local mode: the hub's own Python environment
+        "description": "NumPy, pandas, scikit-learn, matplotlib",
+    },
+    "pytorch": {
+        "image": "quay.io/jupyter/pytorch-notebook:cuda12-2025-10-20",
+        "description": "PyTorch with CUDA 12",
+    },
+}
+
+detected = detect_nvidia_gpus() if MODE == "local" else {}
+if detected:
+    GPU_TYPE, DEVICES = next(iter(detected.items()))
+    gpu_label = f"{GPU_TYPE} ({len(DEVICES)} on this machine)"
+else:
+    GPU_TYPE = "nvidia-a100"
+    DEVICES = [str(i) for i in range(int(os.environ.get("DSPLATFORM_GPUS", "4")))]
+    gpu_label = "demo devices: no NVIDIA GPU detected on this machine"
+
+c.ProfileSpawner.profiles = [
+    {
+        "slug": "cpu-small",
+        "display_name": "CPU · small",
+        "description": "Notebooks, pandas, scikit-learn",
+        "toolchain": "scipy",
+        "cpu": {"default": 1, "min": 0.5, "max": 2},
+        "memory": {"default": "2G", "max": "4G"},
+        "gpu": 0,
+        "groups": ["*"],
+        "idle_timeout": 3600,
+        "datasets": [],
+        "env": {},
+    },
+    {
+        "slug": "gpu",
+        "display_name": "GPU · deep learning",
+        "description": f"PyTorch, 1-4 GPUs ({gpu_label})",
+        "toolchain": "pytorch",
+        "gpu_type": GPU_TYPE,
+        "gpu": {"default": 1, "min": 1, "max": min(4, max(len(DEVICES), 1))},
+        "cpu": {"default": 4, "min": 1, "max": 8},
+        "memory": {"default": "16G", "max": "64G"},
+        "disk": {"default": "20G", "max": "200G"},
+        "groups": ["ml-research"],
+        "idle_timeout": 1800,  # idle GPUs are costly: culled sooner
+    },
+]
+
+# --- quotas -----------------------------------------------------------------------------
+c.QuotaPolicy.default = {"servers": 1, "cpu": 2, "memory": "4G", "gpus": 0, "gpu_hours_per_week": 0}
+c.QuotaPolicy.groups = {
+    "ml-research": {"servers": 2, "cpu": 32, "memory": "128G", "gpus": 4, "gpu_hours_per_week": 40}
+}
+c.QuotaPolicy.users = {}  # e.g. {"alice": {"gpus": 8}}
+c.QuotaPolicy.group_pools = {"ml-research": {"gpus": max(len(DEVICES), 1)}}
+c.QuotaPolicy.pools = {GPU_TYPE: len(DEVICES)}
+
+# --- spawner ------------------------------------------------------------------------------
+if MODE == "kubernetes":
+    c.JupyterHub.spawner_class = "dsplatform-kube"
+else:
+    c.JupyterHub.spawner_class = "dsplatform-local"
+    c.JupyterHub.allow_named_servers = True
+    c.LocalProfileSpawner.gpu_devices = {GPU_TYPE: DEVICES}
+
+# Validate everything above (the hub stops here, naming the key, on a mistake) and wire
+# the usage API and the idle culler. Keep this line last.
+configure(c)
+
+print(
+    "\n  dsplatform (local mode) at "
+    f"{c.JupyterHub.bind_url}\n"
+    f"  log in with any user name and the password: {c.SharedPasswordAuthenticator.user_password}\n"
+    f"  (user 'admin' uses the admin password in {STATE / 'admin_password'};"
+    " 'alice' is in group ml-research)\n",
+    file=sys.stderr,
+    flush=True,
+)

@@ -1,0 +1,1 @@
+"""dsplatform, sandbox side (jupyter-server extension, %dsdata magics)."""
