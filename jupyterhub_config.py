@@ -10,6 +10,8 @@ Environment:
   DSPLATFORM_MODE        "local" (default); "kubernetes" selects the KubeSpawner path
   DSPLATFORM_GPUS        local mode without NVIDIA GPUs: how many demo device ids to offer
                          (default 4) so the GPU profile and its quotas can be tried
+  DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
+                         replace anything here (site profiles, quotas, groups, ports)
 """
 
 import os
@@ -133,6 +135,11 @@ else:
     c.JupyterHub.spawner_class = "dsplatform-local"
     c.JupyterHub.allow_named_servers = True
     c.LocalProfileSpawner.gpu_devices = {GPU_TYPE: DEVICES}
+
+# A site file may add to or replace anything above (profiles, quotas, groups, ports).
+EXTRA = os.environ.get("DSPLATFORM_EXTRA_CONFIG")
+if EXTRA:
+    load_subconfig(EXTRA)  # type: ignore[name-defined]  # noqa: F821
 
 # Validate everything above (the hub stops here, naming the key, on a mistake) and wire
 # the usage API and the idle culler. Keep this line last.

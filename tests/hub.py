@@ -1,0 +1,171 @@
+"""A real JupyterHub (with configurable-http-proxy) in a subprocess, for tests and benchmarks.
+
+It runs the embedded ``jupyterhub_config.py`` with ``DSPLATFORM_EXTRA_CONFIG`` pointing at
+a file that sets free ports, an admin service token and whatever the test adds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "dsplatform-test-admin-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubProcess:
+    """Start, stop and talk to one JupyterHub process with its own state directory."""
+
+    def __init__(self, state: Path, extra_config: str = "", env: Mapping[str, str] | None = None):
+        self.state = Path(state)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.hub_port = free_port()
+        self.proxy_api_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/hub/api"
+        self.extra_config = extra_config
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.state / "hub.log"
+        self.session = requests.Session()
+        self._tokens: dict[str, str] = {}
+
+    def write_config(self) -> Path:
+        path = self.state / "site_config.py"
+        path.write_text(
+            f"c.JupyterHub.hub_port = {self.hub_port}\n"
+            f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.proxy_api_port}'\n"
+            "c.JupyterHub.services = list(c.JupyterHub.get('services', [])) + [\n"
+            f"    {{'name': 'test-admin', 'api_token': {ADMIN_TOKEN!r}}}]\n"
+            "c.JupyterHub.load_roles = list(c.JupyterHub.get('load_roles', [])) + [\n"
+            "    {'name': 'test-admin', 'services': ['test-admin'], 'scopes': [\n"
+            "        'admin:users', 'admin:servers', 'admin:server_state', 'tokens',\n"
+            "        'admin:groups', 'list:users', 'read:users', 'read:servers']}]\n"
+            + self.extra_config
+        )
+        return path
+
+    def start(self, timeout: float = 60) -> HubProcess:
+        config = self.write_config()
+        env = {
+            **os.environ,
+            "DSPLATFORM_STATE_DIR": str(self.state / "platform"),
+            "DSPLATFORM_PORT": str(self.port),
+            "DSPLATFORM_EXTRA_CONFIG": str(config),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **self.env,
+        }
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
+            cwd=self.state,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.session.get(f"{self.api_url}/", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"hub did not answer within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the hub (servers keep running if cleanup_servers is False)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    # --- API -------------------------------------------------------------------------
+    def api(
+        self, method: str, path: str, token: str | None = None, timeout: float = 30, **kw: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"token {token or ADMIN_TOKEN}"}
+        return self.session.request(
+            method, f"{self.api_url}{path}", headers=headers, timeout=timeout, **kw
+        )
+
+    def token_for(self, user: str) -> str:
+        """A token of ``user`` (created with the user if needed)."""
+        if user not in self._tokens:
+            if self.api("GET", f"/users/{user}").status_code == 404:
+                self.api("POST", f"/users/{user}").raise_for_status()
+            r = self.api("POST", f"/users/{user}/tokens", json={"note": "tests"})
+            r.raise_for_status()
+            self._tokens[user] = r.json()["token"]
+        return self._tokens[user]
+
+    def spawn(self, user: str, server: str = "", options: Mapping[str, Any] | None = None) -> requests.Response:
+        path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        return self.api("POST", path, token=self.token_for(user), json=dict(options or {}))
+
+    def server_model(self, user: str, server: str = "") -> dict[str, Any] | None:
+        model = self.api("GET", f"/users/{user}").json()
+        found: dict[str, Any] | None = model.get("servers", {}).get(server)
+        return found
+
+    def server_state(self, user: str, server: str = "") -> dict[str, Any]:
+        """The spawner state saved in the hub database (needs admin:server_state)."""
+        model = self.server_model(user, server) or {}
+        state: dict[str, Any] = model.get("state", {})
+        return state
+
+    def wait_ready(self, user: str, server: str = "", timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.server_model(user, server)
+            if model and model.get("ready"):
+                return model
+            if model is None:
+                raise RuntimeError(f"{user}/{server} is gone:\n{self.log()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{user}/{server} not ready in {timeout}s:\n{self.log()}")
+
+    def stop_server(self, user: str, server: str = "", timeout: float = 30) -> None:
+        path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        r = self.api("DELETE", path)
+        assert r.status_code in (202, 204, 404), r.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.server_model(user, server) is not None:
+            time.sleep(0.2)
+
+    def stop_all_servers(self) -> None:
+        for model in self.api("GET", "/users").json():
+            for name in list(model.get("servers", {})):
+                self.stop_server(model["name"], name)
+
+    def usage(self, user: str) -> dict[str, Any]:
+        r = self.api("GET", "/dsplatform/usage", token=self.token_for(user))
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
