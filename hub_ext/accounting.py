@@ -9,6 +9,7 @@ budget survives hub restarts.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 metadata = MetaData()
@@ -81,7 +83,7 @@ class GpuAccounting:
             GpuAccounting._ready.add(id(bind))
 
     def open(self, user: str, server: str, gpu_type: str, gpus: int) -> int:
-        result = self.db.execute(
+        result: CursorResult[Any] = self.db.execute(  # type: ignore[assignment]
             insert(gpu_sessions).values(
                 user=user, server=server, gpu_type=gpu_type, gpus=gpus, started=utcnow()
             )

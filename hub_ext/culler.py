@@ -47,9 +47,7 @@ class PlatformIdleCulling(Configurable):
     ).tag(config=True)
 
 
-def timeout_for(
-    server: Mapping[str, Any], timeouts: Mapping[str, int], fallback: int
-) -> int:
+def timeout_for(server: Mapping[str, Any], timeouts: Mapping[str, int], fallback: int) -> int:
     """The idle timeout (seconds) that applies to a server model from the hub API."""
     options = server.get("user_options") or {}
     slug = options.get("profile") if isinstance(options, Mapping) else None

@@ -104,5 +104,5 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             setattr(self, key, value)
 
     # KubeSpawner's own profile_list machinery is replaced by dsplatform's profiles.
-    async def load_user_options(self) -> None:  # type: ignore[override]
+    async def load_user_options(self) -> None:
         return None

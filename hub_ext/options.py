@@ -53,9 +53,7 @@ def default_profile(profiles: Sequence[Profile], groups: Sequence[str]) -> Profi
     return next((p for p in allowed if p.default), allowed[0] if allowed else None)
 
 
-def resolve_request(
-    options: Any, profiles: Sequence[Profile], groups: Sequence[str]
-) -> Request:
+def resolve_request(options: Any, profiles: Sequence[Profile], groups: Sequence[str]) -> Request:
     """Turn ``user_options`` into a :class:`Request` or raise :class:`Refusal`.
 
     Args:
@@ -70,7 +68,9 @@ def resolve_request(
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
-        raise Refusal("invalid", f"user_options must be a JSON object, got {type(options).__name__}")
+        raise Refusal(
+            "invalid", f"user_options must be a JSON object, got {type(options).__name__}"
+        )
     unknown = [k for k in options if k not in OPTION_KEYS]
     if unknown:
         raise Refusal(
@@ -126,18 +126,22 @@ def _choose(
             span = f"fixed at {fmt(allowed.min)}"
         else:
             span = f"from {fmt(allowed.min)} to {fmt(allowed.max)}"
-        raise Refusal(
-            "invalid", f"{key} {fmt(value)} is outside profile {slug!r}: {key} is {span}"
-        )
+        raise Refusal("invalid", f"{key} {fmt(value)} is outside profile {slug!r}: {key} is {span}")
     return value
 
 
 def _number(key: str, raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
         raise Refusal("invalid", f"Option {key!r} must be a number like 2 or 0.5, got {raw!r}")
-    if raw in (float("inf"), float("-inf")) or raw < 0:
-        raise Refusal("invalid", f"Option {key!r} must be a finite non-negative number, got {raw!r}")
-    return float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an int beyond float range, e.g. 10**400 in JSON
+        value = float("inf")
+    if value in (float("inf"), float("-inf")) or value < 0:
+        raise Refusal(
+            "invalid", f"Option {key!r} must be a finite non-negative number, got {raw!r}"
+        )
+    return value
 
 
 def _whole(key: str, raw: Any) -> float:

@@ -15,6 +15,7 @@ The planning functions are pure; :func:`apply_in_child` runs in the forked child
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -36,7 +37,7 @@ class LimitPlan:
 
 def cpu_max(cpu: float, period: int = CPU_PERIOD_US) -> str:
     """The ``cpu.max`` line for ``cpu`` CPUs: ``"150000 100000"`` for 1.5."""
-    return f"{max(int(round(cpu * period)), 1000)} {period}"
+    return f"{max(round(cpu * period), 1000)} {period}"
 
 
 def pick_cpus(cpu: float, available: list[int], salt: str) -> tuple[int, ...]:
@@ -88,10 +89,8 @@ def prepare_cgroup(plan: LimitPlan) -> None:
 def remove_cgroup(plan: LimitPlan | None) -> None:
     if plan is None or plan.cgroup is None:
         return
-    try:
+    with contextlib.suppress(OSError):
         Path(plan.cgroup).rmdir()
-    except OSError:
-        pass
 
 
 def apply_in_child(plan: LimitPlan) -> None:

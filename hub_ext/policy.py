@@ -51,14 +51,17 @@ def parse_gpu_devices(raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(gpu_type, str) or not GPU_TYPE_RE.match(gpu_type):
             raise ConfigError(f"{where}: {gpu_type!r} is not a GPU type name like 'nvidia-a100'")
         if isinstance(ids, str) or not isinstance(ids, Sequence):
-            raise ConfigError(f"{where}[{gpu_type!r}]: must be a list of device ids like ['0', '1']")
+            raise ConfigError(
+                f"{where}[{gpu_type!r}]: must be a list of device ids like ['0', '1']"
+            )
         clean = tuple(str(i) for i in ids)
         for device in clean:
             if not device or "," in device:
                 raise ConfigError(f"{where}[{gpu_type!r}]: invalid device id {device!r}")
             if device in seen:
                 raise ConfigError(
-                    f"{where}[{gpu_type!r}]: device {device!r} is also listed under {seen[device]!r}"
+                    f"{where}[{gpu_type!r}]: device {device!r} is also listed under "
+                    f"{seen[device]!r}"
                 )
             seen[device] = gpu_type
         devices[gpu_type] = clean

@@ -151,17 +151,21 @@ def parse_profiles(raw: Sequence[Any], toolchains: Mapping[str, Toolchain]) -> l
         raise ConfigError("c.ProfileSpawner.profiles is empty: define at least one profile")
     profiles: list[Profile] = []
     seen: set[str] = set()
+    first_default: str | None = None
     for index, spec in enumerate(raw):
         profile = _parse_profile(index, spec, toolchains)
+        where = f"c.ProfileSpawner.profiles[{index}] ({profile.slug!r})"
         if profile.slug in seen:
+            raise ConfigError(f"{where}: key 'slug': duplicate slug {profile.slug!r}")
+        if profile.default and first_default is not None:
             raise ConfigError(
-                f"c.ProfileSpawner.profiles[{index}] ({profile.slug!r}): key 'slug': "
-                f"duplicate slug {profile.slug!r}"
+                f"{where}: key 'default': only one profile may be the default, "
+                f"{first_default!r} already is"
             )
+        if profile.default:
+            first_default = profile.slug
         seen.add(profile.slug)
         profiles.append(profile)
-    if sum(p.default for p in profiles) > 1:
-        raise ConfigError("c.ProfileSpawner.profiles: more than one profile has 'default': True")
     return profiles
 
 
@@ -194,7 +198,9 @@ def _parse_profile(index: int, spec: Any, toolchains: Mapping[str, Toolchain]) -
         name = spec["toolchain"]
         if name not in toolchains:
             known = ", ".join(sorted(toolchains)) or "none defined"
-            raise fail("toolchain", f"unknown toolchain {name!r} (c.ProfileSpawner.toolchains: {known})")
+            raise fail(
+                "toolchain", f"unknown toolchain {name!r} (c.ProfileSpawner.toolchains: {known})"
+            )
         toolchain = toolchains[name]
 
     cpu = _parse_range(spec.get("cpu", IMPLICIT["cpu"]), "cpu", parse_cpu, fail)
@@ -269,7 +275,9 @@ def _parse_range(
             return Range(fixed, fixed, fixed)
         unknown = set(value) - RANGE_KEYS
         if unknown:
-            raise fail(key, f"unknown range key {sorted(unknown)[0]!r} (allowed: default, min, max)")
+            raise fail(
+                key, f"unknown range key {sorted(unknown)[0]!r} (allowed: default, min, max)"
+            )
         if "default" not in value:
             raise fail(key, "a range needs a 'default'")
         default = parse(value["default"])

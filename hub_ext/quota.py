@@ -289,14 +289,13 @@ def check_request(
                     f"by its members; in use {_fmt(key, held)} + requested {_fmt(key, ask)} = "
                     f"{_fmt(key, held + ask)}",
                 )
-    if request.gpus and gpu_capacity is not None:
-        if gpus_in_use + request.gpus > gpu_capacity:
-            free = max(gpu_capacity - gpus_in_use, 0)
-            raise Refusal(
-                "capacity",
-                f"No free {request.gpu_type} GPU: the platform has {gpu_capacity}, "
-                f"{gpus_in_use} in use, {free} free; requested {request.gpus}",
-            )
+    if request.gpus and gpu_capacity is not None and gpus_in_use + request.gpus > gpu_capacity:
+        free = max(gpu_capacity - gpus_in_use, 0)
+        raise Refusal(
+            "capacity",
+            f"No free {request.gpu_type} GPU: the platform has {gpu_capacity}, "
+            f"{gpus_in_use} in use, {free} free; requested {request.gpus}",
+        )
 
 
 def remaining(limits: Mapping[str, Limit], usage: Usage) -> dict[str, float | None]:
@@ -305,4 +304,3 @@ def remaining(limits: Mapping[str, Limit], usage: Usage) -> dict[str, float | No
     for key in POOL_KEYS:
         out[key] = max(limits[key].value - usage.get(key), 0) if key in limits else None
     return out
-

@@ -12,6 +12,8 @@ import re
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B?)?\s*$", re.IGNORECASE)
+# The largest size Kubernetes quantities, cgroup memory.max and rlimits can hold (int64).
+MAX_BYTES = 2**63 - 1
 
 
 class QuantityError(ValueError):
@@ -26,20 +28,23 @@ def parse_bytes(value: object) -> int:
     """
     if isinstance(value, bool):
         raise QuantityError(f"expected a size like '4G', got {value!r}")
+    size: float
     if isinstance(value, int):
         if value < 0:
             raise QuantityError(f"size must not be negative, got {value}")
-        return value
-    if isinstance(value, float):
+        size = value
+    elif isinstance(value, float):
         if not math.isfinite(value) or value < 0:
             raise QuantityError(f"size must be a finite non-negative number, got {value}")
-        return int(value)
-    if isinstance(value, str):
-        match = _BYTES_RE.match(value)
-        if match:
-            number, unit = match.groups()
-            return int(float(number) * _UNITS[unit.upper()])
-    raise QuantityError(f"expected a size like '4G' or '512M', got {value!r}")
+        size = value
+    elif isinstance(value, str) and (match := _BYTES_RE.match(value)):
+        number, unit = match.groups()
+        size = float(number) * _UNITS[unit.upper()]
+    else:
+        raise QuantityError(f"expected a size like '4G' or '512M', got {value!r}")
+    if size > MAX_BYTES:
+        raise QuantityError(f"size too large (at most {MAX_BYTES} bytes), got {value!r}")
+    return int(size)
 
 
 def parse_cpu(value: object) -> float:
@@ -48,7 +53,10 @@ def parse_cpu(value: object) -> float:
         raise QuantityError(f"expected a CPU count like 2 or 0.5, got {value!r}")
     number: float
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise QuantityError(f"CPU count too large, got {value!r}") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -70,7 +78,7 @@ def parse_count(value: object) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isdecimal():
         number = int(value.strip())
     else:
         raise QuantityError(f"expected a whole number, got {value!r}")

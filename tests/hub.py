@@ -71,15 +71,15 @@ class HubProcess:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.env,
         }
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
-            cwd=self.state,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
+                cwd=self.state,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -125,7 +125,9 @@ class HubProcess:
             self._tokens[user] = r.json()["token"]
         return self._tokens[user]
 
-    def spawn(self, user: str, server: str = "", options: Mapping[str, Any] | None = None) -> requests.Response:
+    def spawn(
+        self, user: str, server: str = "", options: Mapping[str, Any] | None = None
+    ) -> requests.Response:
         path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
         return self.api("POST", path, token=self.token_for(user), json=dict(options or {}))
 

@@ -81,7 +81,12 @@ def test_gpu_spawn_inside_quota_sees_its_devices(clean_hub: HubProcess) -> None:
     r = hub.spawn("alice", "second", {"profile": "gpu-a100", "gpus": 1})
     assert r.status_code in (201, 202), r.text
     hub.wait_ready("alice", "second")
-    assert run_in_kernel(hub, "alice", "second", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])").strip() == "2"
+    assert (
+        run_in_kernel(
+            hub, "alice", "second", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
+        ).strip()
+        == "2"
+    )
 
     # stopping releases exactly what was held
     hub.stop_server("alice", "train")
@@ -106,7 +111,9 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("user", "options", "status", "message"), REFUSALS)
-def test_refusals_via_rest(clean_hub: HubProcess, user: str, options: dict, status: int, message: str) -> None:
+def test_refusals_via_rest(
+    clean_hub: HubProcess, user: str, options: dict, status: int, message: str
+) -> None:
     r = clean_hub.spawn(user, "", options)
     assert r.status_code == status, r.text
     assert re.search(message, r.json()["message"]), r.json()
@@ -152,7 +159,9 @@ def test_form_shows_only_allowed_profiles_and_numbers(clean_hub: HubProcess) -> 
          "GPU quota exceeded: ml-research allows 3 GPUs per user; running 0 + requested 4 = 4"),
     ],
 )  # fmt: skip
-def test_refusals_via_form(clean_hub: HubProcess, user: str, form: dict, status: int, message: str) -> None:
+def test_refusals_via_form(
+    clean_hub: HubProcess, user: str, form: dict, status: int, message: str
+) -> None:
     s = login(clean_hub, user)
     url = f"{clean_hub.url}/hub/spawn/{user}/viaform"
     s.get(url)
@@ -187,7 +196,11 @@ def test_concurrent_spawns_never_overshoot_the_pool(clean_hub: HubProcess) -> No
         hub.token_for(user)
 
     def spawn(user: str) -> int:
-        return hub.spawn(user, "", {"profile": "gpu-a100", "gpus": 1}, ).status_code
+        return hub.spawn(
+            user,
+            "",
+            {"profile": "gpu-a100", "gpus": 1},
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=len(users)) as pool:
         codes = list(pool.map(spawn, users))
@@ -198,7 +211,11 @@ def test_concurrent_spawns_never_overshoot_the_pool(clean_hub: HubProcess) -> No
         hub.wait_ready(user)
     assert hub.usage("storm00")["pools"]["nvidia-a100"] == {"total": 4, "used": 4, "free": 0}
     devices = sorted(
-        Path(f"/proc/{hub.server_state(u)['pid']}/environ").read_bytes().split(b"CUDA_VISIBLE_DEVICES=")[1].split(b"\0")[0].decode()
+        Path(f"/proc/{hub.server_state(u)['pid']}/environ")
+        .read_bytes()
+        .split(b"CUDA_VISIBLE_DEVICES=")[1]
+        .split(b"\0")[0]
+        .decode()
         for u in started
     )
     assert devices == ["0", "1", "2", "3"]
