@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from .options import Request
 from .quota import QuotaTables, Usage, check_request, effective_limits, gpu_capacity
+from .refusals import Refusal
 
 
 @dataclass(frozen=True)
@@ -112,23 +113,30 @@ class Ledger:
         Raises:
             Refusal: over quota, group pool full, or no free GPU of that type.
         """
+        # JupyterHub never starts a server that is running or pending, so a grant still
+        # recorded for this server is stale (its stop failed half-way): it is replaced,
+        # and kept if the new request is refused.
         existing = self._grants.get((user, server))
         if existing is not None:
-            # A server that is still held (e.g. pending) must be stopped first.
             self.release(existing.user, existing.server, existing.id)
         gpu_type = request.gpu_type
         pooled = tuple(sorted(g for g in groups if g in tables.group_pools))
-        check_request(
-            request,
-            limits=effective_limits(tables, user, groups),
-            usage=self.usage(user),
-            gpu_hours_used=gpu_hours_used,
-            groups=pooled,
-            tables=tables,
-            group_usage={g: self.group_usage(g) for g in pooled},
-            gpu_capacity=gpu_capacity(tables, devices, gpu_type) if gpu_type else None,
-            gpus_in_use=self.gpus_in_use(gpu_type) if gpu_type else 0,
-        )
+        try:
+            check_request(
+                request,
+                limits=effective_limits(tables, user, groups),
+                usage=self.usage(user),
+                gpu_hours_used=gpu_hours_used,
+                groups=pooled,
+                tables=tables,
+                group_usage={g: self.group_usage(g) for g in pooled},
+                gpu_capacity=gpu_capacity(tables, devices, gpu_type) if gpu_type else None,
+                gpus_in_use=self.gpus_in_use(gpu_type) if gpu_type else 0,
+            )
+        except Refusal:
+            if existing is not None:
+                self._add(existing)
+            raise
         assigned: tuple[str, ...] = ()
         if gpu_type and gpu_type in devices:
             taken = self._devices.get(gpu_type, set())
