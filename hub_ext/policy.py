@@ -7,8 +7,10 @@ is cached per configuration object.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from traitlets.config import Config, Configurable
@@ -68,6 +70,31 @@ def parse_gpu_devices(raw: Any) -> dict[str, tuple[str, ...]]:
     return devices
 
 
+def check_local(
+    profiles: Sequence[Profile],
+    toolchains: Mapping[str, Toolchain],
+    devices: Mapping[str, tuple[str, ...]],
+) -> None:
+    """Local mode: every GPU type has devices, every ``local_python`` exists."""
+    for index, profile in enumerate(profiles):
+        if profile.gpu.max > 0 and profile.gpu_type not in devices:
+            raise ConfigError(
+                f"c.ProfileSpawner.profiles[{index}] ({profile.slug!r}): key 'gpu_type': "
+                f"{profile.gpu_type!r} has no devices in c.LocalProfileSpawner.gpu_devices"
+            )
+    for name, toolchain in toolchains.items():
+        python = toolchain.local_python
+        if (
+            python
+            and not (Path(python) / "bin" / "python").exists()
+            and not (Path(python).is_file() and os.access(python, os.X_OK))
+        ):
+            raise ConfigError(
+                f"c.ProfileSpawner.toolchains[{name!r}]: key 'local_python': {python!r} is "
+                "neither a Python interpreter nor an environment with bin/python"
+            )
+
+
 _cache: dict[tuple[int, str], tuple[Config, Policy]] = {}
 
 
@@ -84,14 +111,9 @@ def load_policy(config: Config, spawner_class: type[Configurable]) -> Policy:
     profiles = parse_profiles(trait_value(config, spawner_class, "profiles"), toolchains)
     quotas = QuotaTables.from_policy(QuotaPolicy(config=config))
     devices: dict[str, tuple[str, ...]] = {}
-    if "gpu_devices" in spawner_class.class_traits():
+    if "gpu_devices" in spawner_class.class_traits():  # local mode: this machine's GPUs
         devices = parse_gpu_devices(trait_value(config, spawner_class, "gpu_devices"))
-        for index, profile in enumerate(profiles):
-            if profile.gpu.max > 0 and profile.gpu_type not in devices:
-                raise ConfigError(
-                    f"c.ProfileSpawner.profiles[{index}] ({profile.slug!r}): key 'gpu_type': "
-                    f"{profile.gpu_type!r} has no devices in c.LocalProfileSpawner.gpu_devices"
-                )
+        check_local(profiles, toolchains, devices)
     policy = Policy(toolchains=toolchains, profiles=profiles, quotas=quotas, gpu_devices=devices)
     _cache[key] = (config, policy)
     return policy

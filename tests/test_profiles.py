@@ -8,6 +8,7 @@ Mistakes are checked twice: with the pure parser (ConfigError) and through
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import pytest
@@ -432,3 +433,21 @@ def test_configure_validates_each_config_object_afresh(capsys):
     bad = local_config([{"slug": "x", "cpu": {"default": 3, "max": 2}}])
     err = expect_exit(bad, capsys)
     assert "('x')" in err and "key 'cpu'" in err
+
+
+@pytest.mark.parametrize(
+    ("local_python", "ok"),
+    [(None, True), (sys.executable, True), (sys.prefix, True), ("/nonexistent/python", False)],
+)
+def test_local_python_must_exist(local_python: str | None, ok: bool) -> None:
+    from hub_ext.local_spawner import LocalProfileSpawner
+    from hub_ext.policy import load_policy
+
+    c = Config()
+    c.ProfileSpawner.toolchains = {"env": {"local_python": local_python}}
+    c.ProfileSpawner.profiles = [{"slug": "a", "toolchain": "env"}]
+    if ok:
+        assert load_policy(c, LocalProfileSpawner).toolchains["env"].local_python == local_python
+    else:
+        with pytest.raises(ConfigError, match=r"toolchains\['env'\]: key 'local_python'"):
+            load_policy(c, LocalProfileSpawner)
