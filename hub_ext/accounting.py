@@ -9,6 +9,7 @@ budget survives hub restarts.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from typing import Any
 
 from sqlalchemy import (
@@ -71,16 +72,16 @@ def gpu_hours(
 class GpuAccounting:
     """Open, close and sum GPU sessions through the hub's SQLAlchemy session."""
 
-    _ready: set[int] = set()
+    _ready: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose table exists
 
     def __init__(self, db: Session) -> None:
         self.db = db
         bind = db.get_bind()
-        if id(bind) not in GpuAccounting._ready:
+        if bind not in GpuAccounting._ready:
             # through the hub's own connection: SQLite allows one writer at a time
             metadata.create_all(db.connection())
             db.commit()
-            GpuAccounting._ready.add(id(bind))
+            GpuAccounting._ready.add(bind)
 
     def open(self, user: str, server: str, gpu_type: str, gpus: int) -> int:
         result: CursorResult[Any] = self.db.execute(  # type: ignore[assignment]

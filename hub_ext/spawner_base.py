@@ -120,6 +120,7 @@ class ProfileSpawner(Spawner):
             ) from None
         groups = self.group_names()
         accounting = self._accounting()
+        stale = self.ledger.get(self.user.name, self.name)
         try:
             request = resolve_request(self.user_options, policy.profiles, groups)
             hours = accounting.hours_this_week(self.user.name) if request.gpus else 0.0
@@ -136,6 +137,8 @@ class ProfileSpawner(Spawner):
             raise SpawnException(
                 refusal.message, reason=refusal.reason, status_code=refusal.status_code
             ) from None
+        if stale is not None and stale.session_id is not None:
+            accounting.close(stale.session_id)  # reserve() replaced a stale grant
         if grant.gpus and grant.gpu_type:
             session = accounting.open(grant.user, grant.server, grant.gpu_type, grant.gpus)
             grant = self.ledger.attach_session(grant, session)

@@ -1,0 +1,182 @@
+"""Run every benchmark with its defaults, one after the other, and write bench/results/summary.md.
+
+    .venv/bin/python -m bench.run_all [--only bench_quota ...] [--summary-only]
+
+Each benchmark runs in its own Python process (``python -m bench.<name>``) and writes
+bench/results/<name>.json; the summary is a markdown table for the README built from those
+files (a benchmark that failed keeps its previous JSON out of the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import REPO, RESULTS, log, machine_info
+
+BENCHMARKS = ("bench_spawn", "bench_quota", "bench_storm")
+
+
+def _ok(flag: bool) -> str:
+    return "meets goal" if flag else "**misses goal**"
+
+
+def _ms(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f} ms"
+
+
+def spawn_row(r: dict[str, Any]) -> list[str]:
+    d, a = r["stats"]["dsplatform"], r["stats"]["anchor"]
+    return [
+        "Spawn-to-ready through the hub (`bench_spawn`), profile cpu-small",
+        "JupyterHub `SimpleLocalProcessSpawner`, same hub, proxy, interpreter and `/lab`",
+        f"dsplatform median {d['ready_s']['p50']:.2f} s, p90 {d['ready_s']['p90']:.2f} s; "
+        f"anchor median {a['ready_s']['p50']:.2f} s, p90 {a['ready_s']['p90']:.2f} s "
+        f"(n = {d['ready_s']['n']} + {a['ready_s']['n']}, alternating); single-user process "
+        f"up: {d['process_up_s']['p50']:.2f} s vs {a['process_up_s']['p50']:.2f} s; hub work "
+        f"before the fork: {d['pre_spawn_s']['p50'] * 1000:.0f} ms vs "
+        f"{a['pre_spawn_s']['p50'] * 1000:.0f} ms; JupyterHub readiness backoff: "
+        f"{d['detect_s']['p50']:.2f} s vs {a['detect_s']['p50']:.2f} s",
+        f"{r['ratio_median']:.2f} (p90 {r['ratio_p90']:.2f}; process-up "
+        f"{r['process_up_ratio_median']:.2f}) / goal <= {r['goal']['median_ratio']}: "
+        f"{_ok(r['meets_goal'])}",
+    ]
+
+
+def quota_row(r: dict[str, Any]) -> list[str]:
+    sizes = r["sizes"]
+    per = "; ".join(
+        f"{s['users']:,} users: p50 {_ms(s['decision_ms']['p50'])}, p99 "
+        f"{_ms(s['decision_ms']['p99'])}, max {_ms(s['decision_ms']['max'])}"
+        for s in sizes
+    )
+    gpu = ", ".join(f"{_ms(s['gpu_path_ms']['p99'])}" for s in sizes)
+    return [
+        "Quota decision (`bench_quota`): resolve_request + hours_this_week + Ledger.reserve, "
+        f"{sizes[0]['decisions']:,} decisions per size",
+        f"the same path at {sizes[0]['users']:,} users (growth); 2,000 running servers' grants "
+        "(N//5 below 2,000 users), GPU sessions in the hub's SQLite",
+        f"{per}; GPU-request path p99 {gpu}",
+        f"p99 growth x{r['growth']['p99']:.2f} ({r['growth']['from']:,} -> "
+        f"{r['growth']['to']:,}); worst p99 {_ms(r['worst_p99_ms'])}, GPU path "
+        f"{_ms(r['worst_gpu_path_p99_ms'])} / goal p99 <= {r['goal']['p99_ms']:g} ms: "
+        f"{_ok(r['meets_goal'])}",
+    ]
+
+
+def storm_row(r: dict[str, Any]) -> list[str]:
+    lat = r["latency"]
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["status_histogram"].items()))
+    late = r.get("accepted_then_refused", 0)
+    return [
+        f"Spawn storm (`bench_storm`): {r['params']['users']} users fire at once for "
+        f"{r['expected']} GPUs",
+        f"the pool: {r['expected']} servers may start; idle hub API latency",
+        f"started {r['started']}, max GPUs in use (usage API) {r['max_gpus_used_seen']}, "
+        f"after stop {r['pool_after_stop']['used'] if r['pool_after_stop'] else '-'}; POST "
+        f"statuses {statuses} ({late} of the 202s refused later in start); "
+        f"GET /hub/api/ p50/p99 {_ms(lat['api_storm_ms']['p50'])} / "
+        f"{_ms(lat['api_storm_ms']['p99'])} (idle {_ms(lat['api_idle_ms']['p50'])} / "
+        f"{_ms(lat['api_idle_ms']['p99'])}), usage API {_ms(lat['usage_storm_ms']['p50'])} / "
+        f"{_ms(lat['usage_storm_ms']['p99'])} (idle {_ms(lat['usage_idle_ms']['p50'])} / "
+        f"{_ms(lat['usage_idle_ms']['p99'])})",
+        f"overshoot {r['overshoot']} / goal 0: {_ok(r['meets_goal'])}",
+    ]
+
+
+ROWS = {"bench_spawn": spawn_row, "bench_quota": quota_row, "bench_storm": storm_row}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary(results: dict[str, dict[str, Any]], failed: dict[str, int]) -> str:
+    info = machine_info()
+    header = ["benchmark", "anchor", "result", "ratio / goal", "machine"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    notes = []
+    for name in BENCHMARKS:
+        if name in failed:
+            lines.append(f"| `{name}` | - | failed (exit {failed[name]}) | - | - |")
+            continue
+        r = results.get(name)
+        if r is None:
+            continue
+        m = r["machine"]
+        busy = r.get("contention_before", {}).get("busy_fraction")
+        machine = f"nproc {m['nproc']}, Python {m['python']}"
+        if busy is not None and busy >= 0.15:
+            top = ", ".join(p["name"] for p in r["contention_before"].get("top", [])[:2])
+            machine += f"; {busy:.0%} busy before ({top})"
+        during = r.get("contention_during") or {}
+        if (during.get("others_cpu") or 0) >= 0.15:
+            top = ", ".join(p["name"] for p in during.get("top", [])[:2])
+            machine += f"; other processes used {during['others_cpu']:.2f} CPUs during ({top})"
+        lines.append("| " + " | ".join(_cell(c) for c in [*ROWS[name](r), machine]) + " |")
+        src = m.get("source", {})
+        if src.get("modified"):
+            notes.append(
+                f"- `{name}` ran with uncommitted changes to {', '.join(src['modified'])} "
+                f"(diff {src.get('diff_sha1')}) on {src.get('commit')}."
+            )
+    # describe the machine and commit the results came from (not the summary's own run)
+    ran = [r["machine"] for r in results.values()] or [info]
+    first = ran[0]
+    commits = sorted({m.get("source", {}).get("commit") or "?" for m in ran})
+    when = sorted(m["when"] for m in ran)
+    text = "\n".join(lines) + "\n\n"
+    text += (
+        f"Machine: {first['nproc']} CPUs, Python {first['python']}, JupyterHub "
+        f"{first['jupyterhub']}, {first['platform']}; commit {', '.join(commits)}; "
+        f"run {when[0]} to {when[-1]}.\n"
+    )
+    if notes:
+        text += "\n" + "\n".join(notes) + "\n"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="rebuild summary.md from existing JSON"
+    )
+    args = parser.parse_args(argv)
+
+    failed: dict[str, int] = {}
+    ran = []
+    if not args.summary_only:
+        for name in args.only or BENCHMARKS:
+            log(f"\n=== {name} ===")
+            t0 = time.perf_counter()
+            rc = subprocess.call([sys.executable, "-m", f"bench.{name}"], cwd=REPO)
+            log(f"=== {name}: exit {rc} in {time.perf_counter() - t0:.0f}s ===")
+            ran.append(name)
+            if rc != 0:
+                failed[name] = rc
+    results = {}
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if path.exists() and name not in failed:
+            results[name] = json.loads(path.read_text())
+    text = summary(results, failed)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(RESULTS / "summary.md")
+    out.write_text(text)
+    print("\n" + text)
+    print(f"wrote {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
