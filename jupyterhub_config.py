@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # works from a checkout without `pip install`
     sys.path.insert(0, str(HERE))
 
+from hub_ext.demo_registry import ensure_demo_registry  # noqa: E402
 from hub_ext.gpus import detect_nvidia_gpus  # noqa: E402
 from hub_ext.setup import configure  # noqa: E402
 
@@ -101,7 +102,7 @@ c.ProfileSpawner.profiles = [
         "gpu": 0,
         "groups": ["*"],
         "idle_timeout": 3600,
-        "datasets": [],
+        "datasets": ["iris@v1"],  # pulled into data/iris before the notebook opens
         "env": {},
     },
     {
@@ -127,6 +128,13 @@ c.QuotaPolicy.groups = {
 c.QuotaPolicy.users = {}  # e.g. {"alice": {"gpus": 8}}
 c.QuotaPolicy.group_pools = {"ml-research": {"gpus": max(len(DEVICES), 1)}}
 c.QuotaPolicy.pools = {GPU_TYPE: len(DEVICES)}
+
+# --- datasets -----------------------------------------------------------------------------
+# A demo DVC data registry (iris, churn; two versions each) is created on first start.
+c.DatasetCatalog.registries = [str(ensure_demo_registry(STATE / "registries" / "demo"))]
+c.DatasetCatalog.dataset_groups = {"churn": ["ml-research"]}
+c.DatasetCatalog.metadata_dir = str(STATE / "hub-registry-metadata")
+c.ProfileSpawner.dataset_cache_dir = str(STATE / "cache")  # shared by every sandbox
 
 # --- spawner ------------------------------------------------------------------------------
 if MODE == "kubernetes":

@@ -10,12 +10,13 @@ environment the sandbox runs in; without one, the hub's own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 from traitlets import Bool, Dict, Unicode, default
 
 from . import os_limits
@@ -109,6 +110,31 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
                 os_limits.apply_in_child(plan)
 
         return preexec
+
+    async def before_launch(self) -> None:
+        """Preload the profile's datasets into the workspace, before the server starts."""
+        request = self._request
+        if request is None or not request.profile.datasets:
+            return
+        toolchain = request.profile.toolchain
+        python = singleuser_command(toolchain.local_python if toolchain else None)[0]
+        Path(self.home_dir).mkdir(parents=True, exist_ok=True)
+        env = self.get_env()
+        env["DSPLATFORM_DATASETS"] = ",".join(request.profile.datasets)
+        proc = await asyncio.create_subprocess_exec(
+            python, "-m", "server_ext.preload",
+            cwd=self.home_dir, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        text = out.decode(errors="replace").strip()
+        if proc.returncode != 0:
+            raise SpawnException(
+                f"Could not preload datasets {', '.join(request.profile.datasets)}: {text[-500:]}",
+                reason="preload",
+                status_code=502,
+            )
+        self.log.info("dsplatform: %s", text.replace("\n", "; "))
 
     async def stop(self, now: bool = False) -> None:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 from traitlets.config import Config, Configurable
 
 from .culler import PlatformIdleCulling, cull_interval
+from .datasets import DatasetCatalog, check_dataset_groups
 from .policy import Policy, load_policy
 from .profiles import ConfigError
 
@@ -55,14 +56,20 @@ def configure(c: Config) -> Policy:
     try:
         spawner_class = resolve_spawner_class(c.JupyterHub.get("spawner_class"))
         policy = load_policy(c, spawner_class)
+        check_dataset_groups(DatasetCatalog(config=c).dataset_groups)
     except ConfigError as e:
         print(f"dsplatform: invalid configuration: {e}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
-    from .usage_api import default_handlers
+    from .datasets import DatasetsAPIHandler
+    from .usage_api import UsageAPIHandler
 
+    hub_routes = [
+        (r"/api/dsplatform/usage", UsageAPIHandler),
+        (r"/api/dsplatform/datasets", DatasetsAPIHandler),
+    ]
     handlers = list(c.JupyterHub.get("extra_handlers", []))
-    for handler in default_handlers:
+    for handler in hub_routes:
         if handler not in handlers:
             handlers.append(handler)
     c.JupyterHub.extra_handlers = handlers

@@ -76,7 +76,8 @@ class ProfileSpawner(Spawner):
 
     catalog_url = Unicode(
         "",
-        help="Dataset catalog API URL given to sandboxes as DSDATA_CATALOG_URL.",
+        help="""Dataset catalog API URL given to sandboxes as DSDATA_CATALOG_URL; default:
+        the hub's own GET /hub/api/dsplatform/datasets.""",
     ).tag(config=True)
 
     dataset_cache_dir = Unicode(
@@ -168,12 +169,16 @@ class ProfileSpawner(Spawner):
         self.cpu_limit = grant.cpu
         self.mem_limit = grant.memory
 
+    async def before_launch(self) -> None:
+        """Work between admission and launch (local mode: dataset preload)."""
+
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> Any:
         grant = self.admit()
         assert self._request is not None
         try:
             self.apply_grant(grant, self._request)
+            await self.before_launch()
             return await super().start()
         except BaseException:
             self.release()
@@ -223,9 +228,12 @@ class ProfileSpawner(Spawner):
         env.update(profile.env)
         env["DSPLATFORM_PROFILE"] = profile.slug
         env["DSPLATFORM_RESOURCES"] = json.dumps(self._request.resources(), sort_keys=True)
+        catalog_url = self.catalog_url
+        if not catalog_url and self.hub is not None:
+            catalog_url = self.hub.api_url.rstrip("/") + "/dsplatform/datasets"
         for name, value in (
             ("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
-            ("DSDATA_CATALOG_URL", self.catalog_url),
+            ("DSDATA_CATALOG_URL", catalog_url),
             ("DSDATA_CACHE_DIR", self.dataset_cache_dir),
         ):
             if value:

@@ -37,6 +37,3 @@ class UsageAPIHandler(APIHandler):
         report = usage_report(policy, Ledger.shared(), target.name, groups, hours)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(report))
-
-
-default_handlers = [(r"/api/dsplatform/usage", UsageAPIHandler)]

@@ -1,1 +1,23 @@
-"""dsplatform, sandbox side (jupyter-server extension, %dsdata magics)."""
+"""dsplatform, sandbox side: the ``%dsdata`` magics, a jupyter-server extension (REST under
+``/dsdata/api/``) and widgets, all thin fronts over :mod:`server_ext.core`.
+
+``%load_ext server_ext`` loads the magics in any IPython; sandboxes load it automatically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .magics import DsdataMagics
+
+    ipython.register_magics(DsdataMagics)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .app import DsdataApp
+
+    return [{"module": "server_ext", "app": DsdataApp}]

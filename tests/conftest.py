@@ -16,7 +16,8 @@ c.Spawner.start_timeout = 90
 c.ProfileSpawner.toolchains = {"scipy": {"local_python": None, "env": {"TOOLCHAIN": "scipy"}}}
 c.ProfileSpawner.profiles = [
     {"slug": "cpu-small", "toolchain": "scipy", "cpu": {"default": 1, "min": 0.5, "max": 2},
-     "memory": {"default": "1G", "max": "2G"}, "groups": ["*"], "idle_timeout": 3600},
+     "memory": {"default": "1G", "max": "2G"}, "groups": ["*"], "idle_timeout": 3600,
+     "datasets": ["iris@v1"]},
     {"slug": "gpu-a100", "toolchain": "scipy", "gpu_type": "nvidia-a100",
      "gpu": {"default": 1, "min": 1, "max": 4}, "cpu": {"default": 1, "max": 4},
      "memory": {"default": "1G", "max": "8G"}, "disk": {"default": "10G", "max": "50G"},

@@ -1,0 +1,106 @@
+"""Rich (HTML) and plain-text renderings of the core's results, for notebooks and terminals."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class Table:
+    """A table that renders as HTML in Jupyter and as aligned text elsewhere."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = ""):
+        self.columns = list(columns)
+        self.rows = [["" if c is None else str(c) for c in row] for row in rows]
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in row)
+            + "</tr>"
+            for row in self.rows
+        )
+        caption = (
+            f"<caption style='text-align:left'><b>{html.escape(self.title)}</b></caption>"
+            if self.title
+            else ""
+        )
+        return (
+            f"<table class='dsdata'>{caption}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )
+
+    def __str__(self) -> str:
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
+        lines = [self.title] if self.title else []
+        lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in self.rows
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+def datasets_table(entries: list[dict[str, Any]]) -> Table:
+    rows = [
+        (e["name"], e.get("latest", ""), ", ".join(e.get("versions", [])),
+         human_bytes(e.get("size")), e.get("description", ""))
+        for e in entries
+    ]  # fmt: skip
+    return Table(
+        ["dataset", "latest", "versions", "size (latest)", "description"], rows, "Datasets"
+    )
+
+
+def info_table(info: dict[str, Any]) -> Table:
+    rows = [
+        (d["version"], human_bytes(d["size"]), d["nfiles"], d["rev"][:10], d["content_hash"],
+         "yes" if d["cached"] else "no")
+        for d in info.get("version_details", [])
+    ]  # fmt: skip
+    title = (
+        f"{info['name']}: {info.get('description') or ''} "
+        f"(source: {info['registry']}, path {info.get('path')})"
+    )
+    return Table(["version", "size", "files", "git rev", "content hash", "cached"], rows, title)
+
+
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    return Table(
+        ["path", "dataset", "version", "state", "changed files", "pulled at"],
+        [
+            (
+                r["path"],
+                r["dataset"],
+                r["version"],
+                r["state"],
+                ", ".join(r.get("changed", [])[:5])
+                + (" …" if len(r.get("changed", [])) > 5 else ""),
+                r["time"],
+            )
+            for r in rows
+        ],
+        "Pulled datasets",
+    )

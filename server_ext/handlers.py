@@ -1,0 +1,142 @@
+"""REST handlers under ``/dsdata/api/`` (see ``api/openapi.yaml``); every route authenticated.
+
+One base handler maps :class:`~server_ext.errors.DsdataError` to a JSON ``{"message"}``
+with its 4xx/5xx status; the handlers only translate HTTP to core calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from .core import DataService
+from .errors import DsdataError, InvalidReference
+from .jobs import PullJobs
+from .refs import parse_ref, resolve_target
+
+
+class DsdataHandler(ExtensionHandlerMixin, APIHandler):
+    @property
+    def service(self) -> DataService:
+        service: DataService = self.settings["dsdata_service"]
+        return service
+
+    @property
+    def jobs(self) -> PullJobs:
+        jobs: PullJobs = self.settings["dsdata_jobs"]
+        return jobs
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DsdataError):
+            self.set_status(exc.status)
+            message = exc.message
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message or self._reason
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    async def in_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+class DatasetsHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.write_json({"datasets": await self.in_thread(self.service.list_datasets)})
+
+
+class DatasetHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        self.write_json(await self.in_thread(self.service.info, name))
+
+
+class PullsHandler(DsdataHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise InvalidReference("The request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidReference("The request body must be a JSON object")
+        unknown = set(body) - {"dataset", "version", "path", "force"}
+        if unknown:
+            raise InvalidReference(
+                f"Unknown field {sorted(unknown)[0]!r}; allowed: dataset, version, path, force"
+            )
+        dataset, version, path = body.get("dataset"), body.get("version"), body.get("path")
+        force = body.get("force", False)
+        if not isinstance(dataset, str) or not isinstance(force, bool):
+            raise InvalidReference("'dataset' must be a string and 'force' a boolean")
+        if version is not None and not isinstance(version, str):
+            raise InvalidReference("'version' must be a string like 'v2'")
+        if path is not None and not isinstance(path, str):
+            raise InvalidReference("'path' must be a string")
+        ref = parse_ref(dataset, version)  # 400 now, not in the job
+        resolve_target(self.service.root, path, f"data/{ref.name}")
+        job = self.jobs.start(dataset, version, path, force)
+        self.set_header("Location", self.request.path.rstrip("/") + f"/{job.id}")
+        self.write_json({"id": job.id}, status=202)
+
+
+class PullHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise web.HTTPError(404, f"No pull {job_id}")
+        self.write_json(job.as_dict())
+
+
+class PullEventsHandler(DsdataHandler):
+    """Server-Sent Events: one ``data:`` line per progress change until the pull ends."""
+
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise web.HTTPError(404, f"No pull {job_id}")
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        seen = -1
+        while True:
+            if job.revision != seen:
+                seen = job.revision
+                self.write(f"data: {json.dumps(job.as_dict())}\n\n")
+                await self.flush()
+            if job.status != "running":
+                break
+            await asyncio.sleep(0.1)
+        self.finish()
+
+
+class LineageHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        status = await self.in_thread(self.service.status)
+        self.write_json({"pulls": self.service.lineage.records(), "status": status})
+
+
+def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler]]]:
+    return [
+        (rf"{base}/datasets", DatasetsHandler),
+        (rf"{base}/datasets/(?P<name>[^/]+)", DatasetHandler),
+        (rf"{base}/pulls", PullsHandler),
+        (rf"{base}/pulls/(?P<job_id>[0-9a-f]+)", PullHandler),
+        (rf"{base}/pulls/(?P<job_id>[0-9a-f]+)/events", PullEventsHandler),
+        (rf"{base}/lineage", LineageHandler),
+    ]
