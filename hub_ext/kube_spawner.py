@@ -8,7 +8,7 @@ KubeSpawner builds the pod. The profile's ``kubespawner_override`` is merged las
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubespawner import KubeSpawner
@@ -71,6 +71,48 @@ def pod_settings(
     return settings
 
 
+PRELOAD_ENV_PREFIXES = ("DSDATA_", "DSPLATFORM_", "JUPYTERHUB_API_", "JUPYTERHUB_USER")
+
+
+def preload_init_container(
+    *,
+    image: str,
+    datasets: Sequence[str],
+    env: Mapping[str, str],
+    volume_mounts: Sequence[Any],
+    working_dir: str | None,
+) -> dict[str, Any]:
+    """The init container that pulls a profile's datasets before the notebook starts (pure).
+
+    It runs the same entry point as local mode (``python -m server_ext.preload``) in the
+    toolchain image, with the sandbox's data environment and volumes.
+    """
+    container: dict[str, Any] = {
+        "name": "dsdata-preload",
+        "image": image,
+        "command": ["python", "-m", "server_ext.preload", *datasets],
+        "env": [
+            {"name": k, "value": v}
+            for k, v in sorted(env.items())
+            if k.startswith(PRELOAD_ENV_PREFIXES)
+        ],
+        "volumeMounts": list(volume_mounts),
+    }
+    if working_dir:
+        container["workingDir"] = working_dir
+    return container
+
+
+def _escape_braces(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("{", "{{").replace("}", "}}")
+    if isinstance(value, dict):
+        return {k: _escape_braces(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_braces(v) for v in value]
+    return value
+
+
 class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
     """KubeSpawner with dsplatform profiles, quotas and sandbox environment."""
 
@@ -102,6 +144,26 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             gpu_scheduling=self.gpu_scheduling,
         ).items():
             setattr(self, key, value)
+
+    async def before_launch(self) -> None:
+        """Add the dataset preload init container (needs the server's token in its env)."""
+        request = self._request
+        if request is None or not request.profile.datasets:
+            return
+        preload = preload_init_container(
+            image=self.image,
+            datasets=request.profile.datasets,
+            env=self.get_env(),
+            volume_mounts=self.volume_mounts,
+            working_dir=self.working_dir or None,
+        )
+        # KubeSpawner expands {placeholders} in init containers: keep our values literal
+        preload = _escape_braces(preload)
+        existing: list[Any] = list(getattr(self, "init_containers", []))
+        others = [
+            c for c in existing if not (isinstance(c, dict) and c.get("name") == "dsdata-preload")
+        ]
+        self.init_containers = [*others, preload]
 
     # KubeSpawner's own profile_list machinery is replaced by dsplatform's profiles.
     async def load_user_options(self) -> None:

@@ -505,3 +505,42 @@ def test_profile_kube_spawner_cpu_profile_has_no_gpu():
     }
     assert "nodeSelector" not in pod["spec"]
     assert "tolerations" not in pod["spec"]
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_profile_datasets_become_a_preload_init_container():
+    """Kubernetes runs the same preload entry point as local mode, before the notebook."""
+    from hub_ext.profiles import parse_profiles
+
+    profiles = parse_profiles(
+        [{"slug": "data", "toolchain": "scipy", "cpu": 1, "memory": "1G",
+          "datasets": ["iris@v1", "churn@v2"]}],
+        TOOLCHAINS,
+    )  # fmt: skip
+    request = resolve_request({}, profiles, ["*"])
+    grant = Ledger().reserve(
+        request, user="alice", server="", groups=[], tables=QuotaTables(), devices={}
+    )
+
+    async def run() -> dict[str, Any]:
+        spawner = ProfileKubeSpawner(_mock=True, config=Config())
+        spawner.api_token = "server-token"
+        spawner.apply_grant(grant, request)
+        spawner._grant, spawner._request = grant, request
+        await spawner.before_launch()
+        pod = await spawner.get_pod_manifest()
+        async with ApiClient() as api:
+            return json.loads(json.dumps(api.sanitize_for_serialization(pod)))
+
+    pod = asyncio.run(run())
+    assert kubernetes_validate.validate(pod, K8S, strict=True) == K8S
+    (init,) = pod["spec"]["initContainers"]
+    (main,) = pod["spec"]["containers"]
+    assert init["name"] == "dsdata-preload"
+    assert init["image"] == main["image"]
+    assert init["command"] == ["python", "-m", "server_ext.preload", "iris@v1", "churn@v2"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"] == "server-token"
+    assert env["DSPLATFORM_PROFILE"] == "data"
+    assert "DSDATA_CATALOG_URL" in env
+    assert init.get("volumeMounts", []) == main.get("volumeMounts", [])
