@@ -188,7 +188,9 @@ class DataService:
                 report()
 
                 def on_bytes(done_bytes: int, done_files: int) -> None:
-                    progress.bytes_done, progress.files_done = done_bytes, done_files
+                    # DVC counts the version's manifest too: never report more than 100%
+                    progress.bytes_done = min(done_bytes, dataset.size or done_bytes)
+                    progress.files_done = min(done_files, dataset.nfiles or done_files)
                     report()
 
                 with open_at(registry, chosen.tag, self.cache.root) as repo:

@@ -16,18 +16,18 @@ from .errors import DsdataError
 from .progress import PullBar
 
 
-@magic_arguments()
+@magic_arguments("dsdata list")
 def _list_args(line: str) -> None:
     """%dsdata list: the datasets you may pull, with their versions."""
 
 
-@magic_arguments()
+@magic_arguments("dsdata info")
 @argument("name", help="dataset name")
 def _info_args(line: str) -> None:
     """%dsdata info NAME: description, versions, sizes, content hashes, source."""
 
 
-@magic_arguments()
+@magic_arguments("dsdata pull")
 @argument("dataset", help="NAME or NAME@VERSION (v2 = newest v2.*; default: latest)")
 @argument("-o", "--output", default=None, help="target directory (default: data/NAME)")
 @argument("--force", action="store_true", help="replace local changes in the target")
@@ -36,7 +36,7 @@ def _pull_args(line: str) -> None:
     """%dsdata pull NAME[@VERSION] [-o PATH] [--force]: fetch a dataset version atomically."""
 
 
-@magic_arguments()
+@magic_arguments("dsdata status")
 def _status_args(line: str) -> None:
     """%dsdata status: what was pulled where, and whether it changed since."""
 

@@ -2,8 +2,9 @@
 
 Run by the spawner in the user's workspace with the sandbox's environment (local mode:
 before the server process starts; Kubernetes: as an init container). Datasets come from
-the arguments or ``DSPLATFORM_DATASETS`` (comma-separated ``NAME@VERSION``). A dataset
-already pulled and unchanged at its target is replaced only if the version differs.
+the arguments or ``DSPLATFORM_DATASETS`` (comma-separated ``NAME@VERSION``). Each start
+pulls again (from the shared cache: a link or copy, no download); a copy the user changed
+is kept, and the spawn goes on.
 """
 
 from __future__ import annotations

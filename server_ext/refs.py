@@ -85,12 +85,18 @@ def resolve_target(root: Path, path: str | None, default: str) -> Path:
     if not candidate.is_absolute():
         candidate = root / candidate
     target = Path(os.path.normpath(candidate))
-    # resolve symlinks of the existing part, so a link cannot lead outside
-    parent = target.parent.resolve() if target.parent.exists() else target.parent
+    # resolve symlinks of the existing part (also above a parent yet to be created, and
+    # dangling ones), so a link cannot lead outside
+    parent = target.parent.resolve()
     resolved = parent / target.name
     if resolved == root or root not in resolved.parents:
         raise InvalidReference(
             f"Target path {text!r} is outside the workspace {str(root)!r}; "
             "use a path inside it, e.g. data/NAME"
+        )
+    inside = resolved.relative_to(root).parts
+    if inside[0] in (".dsdata", ".git", ".dvc"):
+        raise InvalidReference(
+            f"Target path {text!r} is inside {inside[0]}/, which holds the project's own state"
         )
     return resolved

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -154,9 +155,16 @@ def materialise(
     *,
     kinds: Iterable[str] | None = None,
 ) -> tuple[Snapshot, dict[str, int]]:
-    """Build ``target`` from the cache in a temp sibling, then swap it into place."""
+    """Build ``target`` from the cache in a temp sibling, then swap it into place.
+
+    The caller holds the workspace lock: temp siblings of ``target`` found now were left
+    by a pull that was killed, and are removed.
+    """
     entries = cache.manifest(dir_md5)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(glob.escape(f".{target.name}.dsdata-") + "*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.dsdata-", dir=target.parent))
     os.chmod(tmp, 0o755)
     sample = cache.object_path(entries[0]["md5"]) if entries else None
