@@ -8,6 +8,7 @@ Environment:
   DSPLATFORM_STATE_DIR   where state lives (default ./.dsplatform)
   DSPLATFORM_PORT        the public port (default 8000)
   DSPLATFORM_MODE        "local" (default); "kubernetes" selects the KubeSpawner path
+  DSPLATFORM_MLFLOW_PORT the local MLflow server's port (default 5000, 127.0.0.1)
   DSPLATFORM_GPUS        local mode without NVIDIA GPUs: how many demo device ids to offer
                          (default 4) so the GPU profile and its quotas can be tried
   DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
@@ -135,6 +136,11 @@ c.DatasetCatalog.registries = [str(ensure_demo_registry(STATE / "registries" / "
 c.DatasetCatalog.dataset_groups = {"churn": ["ml-research"]}
 c.DatasetCatalog.metadata_dir = str(STATE / "hub-registry-metadata")
 c.ProfileSpawner.dataset_cache_dir = str(STATE / "cache")  # shared by every sandbox
+
+# --- experiments and models: MLflow server as a hub-managed service (local mode) ----------
+c.PlatformMLflow.enabled = MODE == "local"
+c.PlatformMLflow.port = int(os.environ.get("DSPLATFORM_MLFLOW_PORT", "5000"))
+c.ProfileSpawner.dvc_remote = str(STATE / "dvc-remote")  # experiment outputs
 
 # --- spawner ------------------------------------------------------------------------------
 if MODE == "kubernetes":

@@ -158,7 +158,7 @@ def cpu_contention(seconds: float = 1.0) -> dict[str, Any]:
     }
 
 
-def source_state() -> dict[str, Any]:
+def source_state(paths: Sequence[str] = ("hub_ext", "jupyterhub_config.py")) -> dict[str, Any]:
     """The commit and any uncommitted change to the code under test (read-only git calls)."""
 
     def git(*args: str) -> str:
@@ -173,7 +173,6 @@ def source_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    paths = ["hub_ext", "jupyterhub_config.py"]
     diff = git("diff", "HEAD", "--", *paths)
     return {
         "commit": git("rev-parse", "--short", "HEAD").strip() or None,
@@ -182,9 +181,10 @@ def source_state() -> dict[str, Any]:
     }
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(paths: Sequence[str] | None = None) -> dict[str, Any]:
+    """Machine facts plus the state of the code under test (``paths``; default hub_ext)."""
     return {
-        "source": source_state(),
+        "source": source_state(*([paths] if paths else [])),
         "nproc": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

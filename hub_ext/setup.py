@@ -1,8 +1,9 @@
 """Wire dsplatform into a JupyterHub configuration: ``configure(c)`` at the end of the file.
 
 It validates the admin's profiles, toolchains, quotas and GPU devices (and stops the hub
-with a message naming the key when something is wrong), registers the usage API, and adds
-the profile-aware idle culler as a hub-managed service with a least-privilege role.
+with a message naming the key when something is wrong), registers the usage and dataset
+APIs, and adds hub-managed services: the MLflow tracking server (local mode) and the
+profile-aware idle culler with a least-privilege role.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from traitlets.config import Config, Configurable
 
 from .culler import PlatformIdleCulling, cull_interval
 from .datasets import DatasetCatalog, check_dataset_groups
+from .mlflow_service import PlatformMLflow, mlflow_service
 from .policy import Policy, load_policy
 from .profiles import ConfigError
 
@@ -79,6 +81,14 @@ def configure(c: Config) -> Policy:
         args = list(c.Spawner.get("args", []))
         if "--allow-root" not in args:
             c.Spawner.args = [*args, "--allow-root"]
+
+    mlflow = PlatformMLflow(config=c)
+    if mlflow.enabled:
+        service, tracking_uri = mlflow_service(mlflow)
+        services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != "mlflow"]
+        c.JupyterHub.services = [*services, service]
+        if not c.ProfileSpawner.get("mlflow_tracking_uri"):
+            c.ProfileSpawner.mlflow_tracking_uri = tracking_uri
 
     culling = PlatformIdleCulling(config=c)
     timeouts = idle_timeouts(policy, culling)

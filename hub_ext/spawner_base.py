@@ -80,6 +80,12 @@ class ProfileSpawner(Spawner):
         the hub's own GET /hub/api/dsplatform/datasets.""",
     ).tag(config=True)
 
+    dvc_remote = Unicode(
+        "",
+        help="""DVC remote for experiment outputs (%dsdata commit --outputs), given to
+        sandboxes as DSDATA_DVC_REMOTE; a path or URL every sandbox can reach.""",
+    ).tag(config=True)
+
     dataset_cache_dir = Unicode(
         "",
         help="Shared dataset cache directory given to sandboxes as DSDATA_CACHE_DIR.",
@@ -235,6 +241,7 @@ class ProfileSpawner(Spawner):
             ("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
             ("DSDATA_CATALOG_URL", catalog_url),
             ("DSDATA_CACHE_DIR", self.dataset_cache_dir),
+            ("DSDATA_DVC_REMOTE", self.dvc_remote),
         ):
             if value:
                 env[name] = value

@@ -8,12 +8,14 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Int, Unicode
 
 from .core import DataService
+from .experiments import ExperimentService
 from .handlers import route_table
 from .jobs import PullJobs
 
 
 class DsdataApp(ExtensionApp):
-    """``/dsdata/api/``: datasets, pulls (202 + id, poll or Server-Sent Events), lineage."""
+    """``/dsdata/api/``: datasets, pulls (202 + id, poll or Server-Sent Events), lineage,
+    experiments (commit, log) and models (publish, list)."""
 
     name = "server_ext"
     load_other_extensions = True
@@ -30,7 +32,9 @@ class DsdataApp(ExtensionApp):
         root = Path(self.serverapp.root_dir)
         service = DataService(root=root, cache_dir=Path(self.cache_dir) if self.cache_dir else None)
         self.settings.update(
-            dsdata_service=service, dsdata_jobs=PullJobs(service, workers=self.pull_workers)
+            dsdata_service=service,
+            dsdata_jobs=PullJobs(service, workers=self.pull_workers),
+            dsdata_experiments=ExperimentService(root=root),
         )
 
     def initialize_handlers(self) -> None:

@@ -39,6 +39,9 @@ class SharedCache:
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(locks / f"{dir_md5}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        with contextlib.suppress(OSError):  # every sandbox user must be able to lock it
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -104,3 +104,40 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
         ],
         "Pulled datasets",
     )
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    return Table(
+        ["run", "status", "message", "metrics", "datasets", "git sha", "started", "link"],
+        [
+            (
+                (r["run_id"] or "")[:12],
+                r["status"],
+                r["message"],
+                ", ".join(f"{k}={v:g}" for k, v in sorted(r["metrics"].items())),
+                ", ".join(f"{k}@{v.split('@')[0]}" for k, v in sorted(r["datasets"].items())),
+                (r["git_sha"] or "")[:10],
+                r["time"],
+                r.get("url") or "",
+            )
+            for r in rows
+        ],
+        "Experiments",
+    )
+
+
+def models_table(rows: list[dict[str, Any]]) -> Table:
+    return Table(
+        ["model", "latest version", "aliases", "versions", "owner"],
+        [
+            (
+                r["name"],
+                r["latest_version"],
+                ", ".join(f"{a}->v{v}" for a, v in sorted(r["aliases"].items())),
+                ", ".join(str(v) for v in r["versions"]),
+                r.get("owner") or "",
+            )
+            for r in rows
+        ],
+        "Registered models",
+    )

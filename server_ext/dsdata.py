@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .core import DataService, ProgressCallback, PullResult
+from .experiments import CommitResult, ExperimentService
+from .models import ModelService
 
 
 def service(root: Path | None = None) -> DataService:
@@ -47,3 +49,54 @@ def pull(
 def status() -> list[dict[str, Any]]:
     """Each pulled dataset, where it is, and whether it changed since the pull."""
     return service().status()
+
+
+def experiments(root: Path | None = None) -> ExperimentService:
+    return ExperimentService(root=root)
+
+
+def commit(
+    message: str,
+    *,
+    params: dict[str, str] | None = None,
+    metrics: dict[str, Any] | None = None,
+    params_file: str | None = None,
+    metrics_file: str | None = None,
+    outputs: list[str] | None = None,
+) -> CommitResult:
+    """Commit code (git), outputs (DVC), params, metrics and environment as one MLflow run."""
+    return experiments().commit(
+        message,
+        params=params,
+        metrics=metrics,
+        params_file=params_file,
+        metrics_file=metrics_file,
+        outputs=outputs or [],
+    )
+
+
+def log(n: int = 10) -> list[dict[str, Any]]:
+    """Recent runs of this project (queued ones first)."""
+    return experiments().log(n)
+
+
+def sync() -> dict[str, str]:
+    """Send runs queued while MLflow was unreachable; commit id -> run id."""
+    return experiments().sync()
+
+
+def reproduce(run_id: str, directory: str | None = None) -> dict[str, Any]:
+    """Recreate a run: its code, exact dataset versions and outputs, with hash checks."""
+    return experiments().reproduce(run_id, directory)
+
+
+def publish(
+    model: str, *, path: str | None = None, run_id: str | None = None, alias: str | None = None
+) -> dict[str, Any]:
+    """Register a model version in the MLflow Model Registry, tagged with its lineage."""
+    return ModelService(experiments()).publish(model, path=path, run_id=run_id, alias=alias)
+
+
+def models() -> list[dict[str, Any]]:
+    """Registered models with versions and aliases."""
+    return ModelService(experiments()).list_models()

@@ -16,7 +16,9 @@ from tornado import web
 
 from .core import DataService
 from .errors import DsdataError, InvalidReference
+from .experiments import ExperimentService
 from .jobs import PullJobs
+from .models import ModelService
 from .refs import parse_ref, resolve_target
 
 
@@ -25,6 +27,15 @@ class DsdataHandler(ExtensionHandlerMixin, APIHandler):
     def service(self) -> DataService:
         service: DataService = self.settings["dsdata_service"]
         return service
+
+    @property
+    def experiments(self) -> ExperimentService:
+        experiments: ExperimentService = self.settings["dsdata_experiments"]
+        return experiments
+
+    @property
+    def models(self) -> ModelService:
+        return ModelService(self.experiments)
 
     @property
     def jobs(self) -> PullJobs:
@@ -131,6 +142,82 @@ class LineageHandler(DsdataHandler):
         self.write_json({"pulls": self.service.lineage.records(), "status": status})
 
 
+def json_body(handler: DsdataHandler, allowed: set[str]) -> dict[str, Any]:
+    try:
+        body = json.loads(handler.request.body or b"{}")
+    except ValueError:
+        raise InvalidReference("The request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidReference("The request body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise InvalidReference(
+            f"Unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}"
+        )
+    return body
+
+
+def typed(
+    body: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None
+) -> Any:
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidReference(f"Field {key!r} has the wrong type")
+    return value
+
+
+class ExperimentsHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            n = int(self.get_argument("n", "10"))
+        except ValueError:
+            raise InvalidReference("n must be a whole number") from None
+        runs = await self.in_thread(self.experiments.log, n)
+        self.write_json({"runs": runs})
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = json_body(
+            self, {"message", "params", "metrics", "params_file", "metrics_file", "outputs"}
+        )
+        params = typed(body, "params", dict, {})
+        metrics = typed(body, "metrics", dict, {})
+        outputs = typed(body, "outputs", list, [])
+        if not all(isinstance(o, str) for o in outputs):
+            raise InvalidReference("'outputs' must be a list of paths")
+        result = await self.in_thread(
+            lambda: self.experiments.commit(
+                typed(body, "message", str, ""),
+                params={str(k): str(v) for k, v in params.items()},
+                metrics=metrics,
+                params_file=typed(body, "params_file", str),
+                metrics_file=typed(body, "metrics_file", str),
+                outputs=outputs,
+            )
+        )
+        self.write_json(result.as_dict(), status=201)
+
+
+class ModelsHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.write_json({"models": await self.in_thread(self.models.list_models)})
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = json_body(self, {"model", "path", "run_id", "alias"})
+        result = await self.in_thread(
+            lambda: self.models.publish(
+                typed(body, "model", str, ""),
+                path=typed(body, "path", str),
+                run_id=typed(body, "run_id", str),
+                alias=typed(body, "alias", str),
+            )
+        )
+        self.write_json(result, status=201)
+
+
 def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler]]]:
     return [
         (rf"{base}/datasets", DatasetsHandler),
@@ -139,4 +226,6 @@ def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler
         (rf"{base}/pulls/(?P<job_id>[0-9a-f]+)", PullHandler),
         (rf"{base}/pulls/(?P<job_id>[0-9a-f]+)/events", PullEventsHandler),
         (rf"{base}/lineage", LineageHandler),
+        (rf"{base}/experiments", ExperimentsHandler),
+        (rf"{base}/models", ModelsHandler),
     ]

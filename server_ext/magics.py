@@ -7,12 +7,13 @@ import shlex
 from collections.abc import Callable
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from . import dsdata
-from .display import datasets_table, info_table, status_table
+from .display import datasets_table, info_table, models_table, runs_table, status_table
 from .errors import DsdataError
+from .experiments import parse_pairs
 from .progress import PullBar
 
 
@@ -41,16 +42,65 @@ def _status_args(line: str) -> None:
     """%dsdata status: what was pulled where, and whether it changed since."""
 
 
+@magic_arguments("dsdata commit")
+@argument("-m", "--message", required=True, help="what this experiment changed")
+@argument("--param", action="append", default=[], metavar="K=V", help="a parameter (repeat)")
+@argument("--metric", action="append", default=[], metavar="K=V", help="a metric (repeat)")
+@argument("--params", default=None, metavar="FILE", help="parameters from a JSON/YAML file")
+@argument("--metrics", default=None, metavar="FILE", help="metrics from a JSON/YAML file")
+@argument("--outputs", nargs="+", default=[], metavar="PATH", help="outputs to track with DVC")
+def _commit_args(line: str) -> None:
+    """%dsdata commit -m MSG [...]: code (git), data (DVC), params, metrics, env -> one run."""
+
+
+@magic_arguments("dsdata log")
+@argument("-n", type=int, default=10, help="how many runs (default 10)")
+def _log_args(line: str) -> None:
+    """%dsdata log [-n N]: recent experiments of this project."""
+
+
+@magic_arguments("dsdata reproduce")
+@argument("run_id", help="the MLflow run id")
+@argument("-o", "--output", default=None, help="directory (default: reproduce/RUN)")
+def _reproduce_args(line: str) -> None:
+    """%dsdata reproduce RUN_ID [-o DIR]: same code, same data versions, same outputs."""
+
+
+@magic_arguments("dsdata publish")
+@argument("model", help="registered model name")
+@argument("--path", default=None, help="an MLflow model directory or a pickled estimator")
+@argument("--run", default=None, help="a run whose 'model' artifact to register")
+@argument("--alias", default=None, help="alias to point at the new version, e.g. staging")
+def _publish_args(line: str) -> None:
+    """%dsdata publish MODEL (--path PATH | --run RUN_ID) [--alias ALIAS]: register a model."""
+
+
+@magic_arguments("dsdata models")
+def _models_args(line: str) -> None:
+    """%dsdata models: registered models, versions and aliases."""
+
+
+@magic_arguments("dsdata sync")
+def _sync_args(line: str) -> None:
+    """%dsdata sync: send runs queued while MLflow was unreachable."""
+
+
 SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "list": _list_args,
     "info": _info_args,
     "pull": _pull_args,
     "status": _status_args,
+    "commit": _commit_args,
+    "log": _log_args,
+    "reproduce": _reproduce_args,
+    "publish": _publish_args,
+    "models": _models_args,
+    "sync": _sync_args,
 }
 
 
 def _usage() -> str:
-    parts = ["Datasets from the platform's DVC registries, versioned and reproducible.\n"]
+    parts = ["Datasets, experiments and models: versioned, reproducible, published.\n"]
     for func in SUBCOMMANDS.values():
         parser = func.parser  # type: ignore[attr-defined]
         parts.append(parser.format_help().replace("usage: ", "%").rstrip() + "\n")
@@ -72,7 +122,8 @@ class DsdataMagics(Magics):
             print(f"Unknown %dsdata command {command!r}; commands: {', '.join(SUBCOMMANDS)}")
             return None
         try:
-            args = parse_argstring(SUBCOMMANDS[command], rest)
+            # shlex, not IPython's arg_split: that keeps the quotes of -m "my message"
+            args = SUBCOMMANDS[command].parser.parse_args(shlex.split(rest))  # type: ignore[attr-defined]
         except (SystemExit, argparse.ArgumentError) as e:  # argparse already printed why
             if isinstance(e, argparse.ArgumentError):
                 print(e)
@@ -107,6 +158,46 @@ class DsdataMagics(Magics):
 
     def _status(self, args: argparse.Namespace) -> None:
         display(status_table(dsdata.status()))
+
+    def _commit(self, args: argparse.Namespace) -> None:
+        result = dsdata.commit(
+            args.message,
+            params=parse_pairs(args.param, "param"),
+            metrics=parse_pairs(args.metric, "metric"),
+            params_file=args.params,
+            metrics_file=args.metrics,
+            outputs=args.outputs,
+        )
+        where = f"run {result.run_id}" if result.run_id else "run queued"
+        print(f"committed {result.git_sha[:10]} ({where}) in {result.experiment}")
+        if result.url:
+            print(result.url)
+        if result.note:
+            print(result.note)
+
+    def _log(self, args: argparse.Namespace) -> None:
+        display(runs_table(dsdata.log(args.n)))
+
+    def _reproduce(self, args: argparse.Namespace) -> None:
+        result = dsdata.reproduce(args.run_id, args.output)
+        same = "identical" if result["identical"] else "DIFFERENT"
+        print(
+            f"run {args.run_id} reproduced in {result['directory']} at {result['git_sha'][:10]}: "
+            f"{len(result['datasets'])} dataset(s), {len(result['outputs'])} output(s), "
+            f"content hashes {same}"
+        )
+
+    def _publish(self, args: argparse.Namespace) -> None:
+        result = dsdata.publish(args.model, path=args.path, run_id=args.run, alias=args.alias)
+        print(f"registered {result['name']} version {result['version']} -> {result['uri']}")
+
+    def _models(self, args: argparse.Namespace) -> None:
+        display(models_table(dsdata.models()))
+
+    def _sync(self, args: argparse.Namespace) -> None:
+        sent = dsdata.sync()
+        left = len(dsdata.experiments().queued())
+        print(f"sent {len(sent)} queued run(s); {left} still queued")
 
 
 DsdataMagics.dsdata.__doc__ = _usage()

@@ -91,3 +91,69 @@ class DatasetBrowser:
 
     def __repr__(self) -> str:
         return str(datasets_table(list(self.entries.values())))
+
+
+class ExperimentTable:
+    """Recent runs as a table, with a refresh button and a small commit form.
+
+    >>> from server_ext.widgets import ExperimentTable
+    >>> ExperimentTable()
+    """
+
+    def __init__(self, service: Any = None, n: int = 10) -> None:
+        import ipywidgets as w
+
+        from .experiments import ExperimentService, parse_pairs
+
+        self._parse_pairs = parse_pairs
+        self.service = service or ExperimentService()
+        self.n = n
+        self.table = w.HTML()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.message = w.Text(placeholder="what changed", description="Message")
+        self.params = w.Text(placeholder="lr=0.1 depth=3", description="Params")
+        self.metrics = w.Text(placeholder="auc=0.91", description="Metrics")
+        self.outputs = w.Text(placeholder="model/", description="Outputs")
+        self.commit_button = w.Button(description="Commit", button_style="primary")
+        self.status = w.Label()
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.commit_button.on_click(lambda _b: self.commit())
+        self.widget = w.VBox(
+            [
+                w.HBox([self.refresh_button, self.status]),
+                self.table,
+                w.HBox([self.message, self.params]),
+                w.HBox([self.metrics, self.outputs, self.commit_button]),
+            ]
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        from .display import runs_table
+
+        try:
+            self.table.value = runs_table(self.service.log(self.n))._repr_html_()
+        except DsdataError as e:
+            self.status.value = f"cannot list runs: {e.message}"
+
+    def commit(self) -> Any:
+        """What the Commit button does (also callable from code)."""
+        try:
+            result = self.service.commit(
+                self.message.value,
+                params=self._parse_pairs(self.params.value.split(), "param"),
+                metrics=self._parse_pairs(self.metrics.value.split(), "metric"),
+                outputs=self.outputs.value.split(),
+            )
+        except DsdataError as e:
+            self.status.value = f"commit failed: {e.message}"
+            return None
+        where = f"run {result.run_id[:12]}" if result.run_id else "run queued"
+        self.status.value = f"committed {result.git_sha[:10]} ({where}) {result.note}".strip()
+        self.refresh()
+        return result
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)

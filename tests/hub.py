@@ -37,6 +37,7 @@ class HubProcess:
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
+        self.mlflow_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/hub/api"
         self.extra_config = extra_config
@@ -51,6 +52,7 @@ class HubProcess:
         path.write_text(
             f"c.JupyterHub.hub_port = {self.hub_port}\n"
             f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.proxy_api_port}'\n"
+            f"c.PlatformMLflow.port = {self.mlflow_port}\n"
             "c.JupyterHub.services = list(c.JupyterHub.get('services', [])) + [\n"
             f"    {{'name': 'test-admin', 'api_token': {ADMIN_TOKEN!r}}}]\n"
             "c.JupyterHub.load_roles = list(c.JupyterHub.get('load_roles', [])) + [\n"
@@ -102,6 +104,22 @@ class HubProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def wait_mlflow(self, timeout: float = 60) -> str:
+        """Wait until the hub-managed MLflow server answers; its URL."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.session.get(f"{self.mlflow_url}/health", timeout=2).status_code == 200:
+                    return self.mlflow_url
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"MLflow did not answer within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""

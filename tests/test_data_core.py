@@ -585,3 +585,18 @@ def test_lineage_records_each_pull(service: DataService, registry: Registry) -> 
     assert started <= when <= dt.datetime.now(dt.UTC)
     assert (second["dataset"], second["path"], second["version"]) == ("multi", "data/m", "v1.0.0")
     assert [r["path"] for r in service.status()] == ["data/iris", "data/m"]
+
+
+def test_cache_lock_files_are_usable_by_every_sandbox_user(tmp_path: Path) -> None:
+    """The lock file a first user creates must not lock later users (other uids) out."""
+    from server_ext.cache import SharedCache
+
+    cache = SharedCache(tmp_path / "cache")
+    old = os.umask(0o022)
+    try:
+        with cache.lock("abc.dir"):
+            pass
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "cache" / "locks" / "abc.dir.lock").stat().st_mode & 0o777
+    assert mode == 0o666

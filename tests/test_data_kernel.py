@@ -179,11 +179,17 @@ def test_help_shows_the_subcommands(kernel: Kernel) -> None:
         "%dsdata info name",
         "%dsdata pull [-o OUTPUT] [--force] [-q] dataset",
         "%dsdata status",
+        "%dsdata commit",
+        "%dsdata log [-n N]",
+        "%dsdata reproduce [-o OUTPUT] run_id",
+        "%dsdata publish",
+        "%dsdata models",
+        "%dsdata sync",
     ):
         assert usage in page
     assert "replace local changes in the target" in page
     assert "_args" not in page  # the usage names the real subcommands
-    assert kernel.run("%dsdata").stream().startswith("Datasets from the platform's DVC")
+    assert kernel.run("%dsdata").stream().startswith("Datasets, experiments and models")
 
 
 def test_python_api_returns_a_pull_result(kernel: Kernel, workspace: Path) -> None:

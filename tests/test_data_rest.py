@@ -216,9 +216,11 @@ ROUTES = [
 
 
 def test_every_route_is_covered() -> None:
-    assert len(route_table()) == 6
+    assert len(route_table()) == 8
     assert ("/dsdata/api/pulls", "post") in ROUTES
-    assert len(ROUTES) == 6
+    assert ("/dsdata/api/experiments", "post") in ROUTES
+    assert ("/dsdata/api/models", "post") in ROUTES
+    assert len(ROUTES) == 10
 
 
 @pytest.mark.parametrize(("path", "method"), ROUTES)
@@ -244,4 +246,5 @@ async def test_every_route_refuses_unauthenticated_requests(
     # the same request with the token reaches the handler (the route exists)
     authed = await jp_fetch(path, **kwargs)
     assert authed.code not in (302, 403), (path, method, authed.code)
-    assert authed.code in (200, 202, 404)
+    # 400: this body is not an experiment/model request; 502: no MLflow in this test
+    assert authed.code in (200, 202, 400, 404, 502)

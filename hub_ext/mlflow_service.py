@@ -1,0 +1,70 @@
+"""The platform's MLflow tracking server as a hub-managed service (local mode).
+
+``mlflow server`` with a SQLite backend store and a proxied artifact store under the state
+directory, bound to 127.0.0.1; sandboxes get its URL as ``MLFLOW_TRACKING_URI``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Int, Unicode
+from traitlets.config import Configurable
+
+
+class PlatformMLflow(Configurable):
+    """Where and how the hub runs MLflow (local mode)."""
+
+    enabled = Bool(
+        False,
+        help="""Run `mlflow server` as a hub-managed service (the embedded local-mode config
+        turns this on; on Kubernetes the chart runs MLflow).""",
+    ).tag(config=True)
+
+    port = Int(5000, help="Port of the MLflow server (127.0.0.1).").tag(config=True)
+
+    state_dir = Unicode(
+        "",
+        help="MLflow's SQLite store and artifacts (default: $DSPLATFORM_STATE_DIR/mlflow).",
+    ).tag(config=True)
+
+    workers = Int(1, help="gunicorn/uvicorn workers of the MLflow server.").tag(config=True)
+
+
+def mlflow_service(settings: PlatformMLflow) -> tuple[dict[str, Any], str]:
+    """The hub service entry and the tracking URI sandboxes use.
+
+    The service has no ``url``: the hub does not route it through the public proxy, since
+    MLflow has no authentication of its own; sandboxes on this machine reach it directly.
+    """
+    base = Path(
+        settings.state_dir
+        or Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve() / "mlflow"
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{settings.port}"
+    service = {
+        "name": "mlflow",
+        "command": [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{base / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(base / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.port),
+            "--workers",
+            str(settings.workers),
+        ],
+        "environment": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    }
+    return service, url

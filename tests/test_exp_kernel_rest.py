@@ -1,0 +1,310 @@
+"""Experiments and models through the fronts users touch: ``%dsdata`` in a real kernel of
+this environment (loaded by its kernel config, no ``%load_ext``) and ``/dsdata/api/`` in a
+real jupyter-server (pytest-jupyter), both against the session's ``mlflow server``.
+
+The async tests are run by pytest-jupyter's own hook on its event loop (not marked for
+pytest-asyncio, which runs in strict mode and so leaves them alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from jupyter_client.manager import KernelManager
+from jupyter_server.utils import url_path_join
+from tornado.httpclient import HTTPClientError
+
+from .mlflow_server import (  # noqa: F401  (fixtures)
+    RESOURCES,
+    MLflowServer,
+    Project,
+    mlflow_server_fixture,
+    project_fixture,
+)
+from .registries import Registry, dvc_site_cache_fixture, registry_fixture  # noqa: F401
+from .test_data_kernel import Kernel
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+# mlflow.pyfunc (imported by publish in the server) warns about its own type hints
+pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
+
+API = ("dsdata", "api")
+
+
+def pickled_model(path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(30, 2)), columns=["x1", "x2"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(LinearRegression().fit(X, X["x1"] * 3 + 1), f)
+
+
+# --- a real kernel -------------------------------------------------------------------------
+@pytest.fixture
+def kernel(project: Project, tmp_path: Path) -> Iterator[Kernel]:
+    """A kernel in the project, with the sandbox-like environment of the project fixture."""
+    env = dict(os.environ)
+    env["IPYTHONDIR"] = os.fspath(tmp_path / "ipython")  # no user profile gets in the way
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env, cwd=os.fspath(project.root))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        yield Kernel(client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None:
+    root = project.root
+    assert kernel.run("%dsdata pull iris@v1 -q").stream().startswith("iris@v1.1.0 -> data/iris")
+    pickled_model(root / "model" / "model.pkl")
+    (root / "train.py").write_text("# fit a line\n")
+
+    out = kernel.run(
+        '%dsdata commit -m "first run" --param lr=0.1 --param note="two words" --metric auc=0.9 '
+        "--outputs model"
+    )
+    assert out.reply["content"]["status"] == "ok"
+    text = out.stream()
+    match = re.search(
+        rf"^committed ([0-9a-f]{{10}}) \(run ([0-9a-f]{{32}})\) in {re.escape(project.experiment)}$",
+        text,
+        re.M,
+    )
+    assert match, text
+    sha10, run_id = match.groups()
+    assert project.git("rev-parse", "HEAD").startswith(sha10)
+    assert f"{project.tracking_uri}/#/experiments/" in text and run_id in text
+    run = project.client().get_run(run_id)
+    assert run.data.params == {"lr": "0.1", "note": "two words"}  # quotes are shell quotes
+    assert run.data.metrics == {"auc": 0.9}
+    assert run.data.tags["mlflow.runName"] == "first run"
+    assert project.git("log", "-1", "--format=%s") == "first run"
+    assert run.data.tags["mlflow.user"] == "alice"
+    assert run.data.tags["dsdata.dataset.iris"].startswith("v1.1.0@")
+    assert "model.dvc" in project.git("ls-files")
+
+    [table] = kernel.run("%dsdata log -n 5").displays()
+    lines = table["text/plain"].splitlines()
+    assert lines[0] == "Experiments"
+    assert lines[1].split()[:3] == ["run", "status", "message"]
+    row = lines[-1]
+    assert row.startswith(f"{run_id[:12]}  finished  first run")
+    assert "auc=0.9" in row and "iris@v1.1.0" in row and sha10 in row
+    assert f"<td style='text-align:left'>{run_id[:12]}</td>" in table["text/html"]
+
+    out = kernel.run("%dsdata publish kernel-line --path model/model.pkl --alias staging")
+    assert "registered kernel-line version 1 -> models:/kernel-line@staging" in out.stream()
+    [table] = kernel.run("%dsdata models").displays()
+    assert "Registered models" in table["text/plain"]
+    assert re.search(r"kernel-line\s+1\s+staging->v1\s+1\s+alice", table["text/plain"])
+    out = kernel.run(f"%dsdata publish kernel-line --run {run_id}")
+    assert "dsdata publish: Run " in out.stream() and "no MLflow model named 'model'" in (
+        out.stream()
+    )
+    assert kernel.run("%dsdata sync").stream() == "sent 0 queued run(s); 0 still queued\n"
+
+    out = kernel.run(f"%dsdata reproduce {run_id} -o again")
+    assert re.search(
+        rf"run {run_id} reproduced in {re.escape(str(root / 'again'))} at {sha10}: "
+        r"1 dataset\(s\), 1 output\(s\), content hashes identical",
+        out.stream(),
+    ), out.stream()
+
+    # the Python API answers the same in the kernel
+    out = kernel.run(
+        "import json\nfrom server_ext import dsdata\n"
+        "print(json.dumps([[r['run_id'], r['message']] for r in dsdata.log(5)]))"
+    )
+    # newest first: the run that publish made (same experiment), then the commit's run
+    rows = json.loads(out.stream().splitlines()[-1])
+    assert [r[1] for r in rows] == ["publish model.pkl", "first run"] and rows[1][0] == run_id
+
+
+def test_bad_experiment_input_in_a_kernel_is_a_message(kernel: Kernel, project: Project) -> None:
+    (project.root / "a.py").write_text("x = 1\n")
+    cases = [
+        ('%dsdata commit -m "x" --param lr', "dsdata commit: Invalid param 'lr': use key=value\n"),
+        ('%dsdata commit -m "x" --param api_key=1', "dsdata commit: Refusing param 'api_key'"),
+        (
+            '%dsdata commit -m "x" --metric auc=high',
+            "dsdata commit: Metric auc='high' is not a number",
+        ),
+        ('%dsdata commit -m "x" --outputs nope', "dsdata commit: Output 'nope' does not exist"),
+        ("%dsdata log -n 0", "dsdata log: -n must be at least 1"),
+        ("%dsdata reproduce nothex", "dsdata reproduce: Invalid run id 'nothex'"),
+        (f"%dsdata reproduce {'0' * 32}", f"dsdata reproduce: No MLflow run {'0' * 32}"),
+        ("%dsdata publish 'bad name' --path a.py", "dsdata publish: Invalid model name 'bad name'"),
+        ("%dsdata publish m --path a.py --alias latest", "dsdata publish: Invalid alias 'latest'"),
+        ("%dsdata publish m", "dsdata publish: Give exactly one of --path PATH or --run RUN_ID"),
+    ]
+    for line, expected in cases:
+        out = kernel.run(line)
+        assert out.reply["content"]["status"] == "ok", line
+        assert out.stream().startswith(expected), (line, out.stream())
+    out = kernel.run("%dsdata commit --param lr=1")  # -m is required: IPython's usage error
+    assert out.reply["content"]["ename"] == "UsageError"
+    assert "the following arguments are required: -m/--message" in out.reply["content"]["evalue"]
+    assert project.head() is None and project.runs() == []
+
+    page = kernel.run("%dsdata?").page
+    for usage in ("%dsdata commit -m MESSAGE", "%dsdata log [-n N]", "%dsdata reproduce",
+                  "%dsdata publish", "%dsdata models", "%dsdata sync"):  # fmt: skip
+        assert usage in page, usage
+
+
+# --- REST through a real jupyter-server ----------------------------------------------------
+@pytest.fixture
+def jp_root_dir(tmp_path: Path) -> Path:
+    """The server's root: a project dir named after the test (it names the experiment)."""
+    root = tmp_path / f"rest-{tmp_path.name.replace('_', '-')}"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def jp_server_config(
+    mlflow_server: MLflowServer,
+    registry: Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """The extension on, with a sandbox's environment; set before the server starts."""
+    for name in ("DSDATA_CATALOG_URL", "DSPLATFORM_WORKSPACE", "JUPYTERHUB_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("DSDATA_DVC_REMOTE", os.fspath(tmp_path / "dvc-remote"))
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("DSPLATFORM_PROFILE", "cpu-small")
+    monkeypatch.setenv("DSPLATFORM_RESOURCES", json.dumps(RESOURCES))
+    monkeypatch.setenv("DSDATA_REGISTRIES", registry.url)
+    monkeypatch.setenv("DSDATA_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    return {"ServerApp": {"jpserver_extensions": {"server_ext": True}}}
+
+
+def body(response: Any) -> Any:
+    return json.loads(response.body)
+
+
+async def error_of(fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(HTTPClientError) as raised:
+        await fetch(*API, *parts, **kwargs)
+    response = raised.value.response
+    assert response is not None
+    assert response.headers["Content-Type"].startswith("application/json")
+    return raised.value.code, json.loads(response.body)
+
+
+def post(data: Any) -> dict[str, Any]:
+    return {"method": "POST", "body": data if isinstance(data, str) else json.dumps(data)}
+
+
+async def test_commit_log_publish_and_models_over_rest(
+    jp_fetch: Any, jp_root_dir: Path, mlflow_server: MLflowServer
+) -> None:
+    root = jp_root_dir
+    (root / "train.py").write_text("print('rest')\n")
+    pickled_model(root / "model" / "model.pkl")
+    response = await jp_fetch(
+        *API, "experiments",
+        **post({"message": "over rest", "params": {"lr": 0.1, "depth": 3},
+                "metrics": {"auc": 0.875}, "outputs": ["model"]}),
+    )  # fmt: skip
+    assert response.code == 201
+    result = body(response)
+    assert re.fullmatch(r"[0-9a-f]{32}", result["run_id"]) and result["queued"] is False
+    assert re.fullmatch(r"[0-9a-f]{40}", result["git_sha"])
+    assert result["outputs"]["model"].endswith(".dir")
+    assert result["experiment"] == f"dsdata/alice/{root.name}"
+
+    from mlflow import MlflowClient
+
+    run = MlflowClient(mlflow_server.url).get_run(result["run_id"])
+    assert run.data.params == {"lr": "0.1", "depth": "3"} and run.data.metrics == {"auc": 0.875}
+    assert run.data.tags["dsdata.git_sha"] == result["git_sha"]
+
+    runs = body(await jp_fetch(*API, "experiments", params={"n": "5"}))["runs"]
+    assert [r["run_id"] for r in runs] == [result["run_id"]]
+    assert runs[0]["message"] == "over rest" and runs[0]["status"] == "finished"
+
+    code, error = await error_of(jp_fetch, "experiments", **post({"message": "same again"}))
+    assert code == 409 and error["message"].startswith("Nothing changed since the last commit")
+
+    response = await jp_fetch(
+        *API,
+        "models",
+        **post({"model": "rest-line", "path": "model/model.pkl", "alias": "staging"}),
+    )
+    assert response.code == 201
+    published = body(response)
+    assert (published["name"], published["version"]) == ("rest-line", 1)
+    assert published["uri"] == "models:/rest-line@staging"
+    assert published["tags"]["dsdata.git_sha"] == result["git_sha"]
+    models = {m["name"]: m for m in body(await jp_fetch(*API, "models"))["models"]}
+    assert models["rest-line"]["aliases"] == {"staging": 1}
+    assert models["rest-line"]["versions"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("route", "payload", "status", "fragment"),
+    [
+        ("experiments", "not json", 400, "must be JSON"),
+        ("experiments", ["x"], 400, "must be a JSON object"),
+        ("experiments", {"message": "m", "bogus": 1}, 400, "Unknown field 'bogus'"),
+        ("experiments", {}, 400, "A commit message is required"),
+        ("experiments", {"message": 3}, 400, "Field 'message' has the wrong type"),
+        ("experiments", {"message": "m", "params": ["a"]}, 400, "Field 'params' has the wrong type"),
+        ("experiments", {"message": "m", "outputs": "model"}, 400, "Field 'outputs' has the wrong type"),
+        ("experiments", {"message": "m", "outputs": [1]}, 400, "'outputs' must be a list of paths"),
+        ("experiments", {"message": "m", "metrics": {"auc": "high"}}, 400, "is not a number"),
+        ("experiments", {"message": "m", "params": {"password": "x"}}, 400, "looks like a secret"),
+        ("experiments", {"message": "m", "outputs": ["../x"]}, 400, "outside the project"),
+        ("models", {}, 400, "Invalid model name ''"),
+        ("models", {"model": "m", "path": "a.py", "run_id": "0" * 32}, 400, "Give exactly one"),
+        ("models", {"model": "m", "path": "a.py", "alias": "Bad"}, 400, "Invalid alias 'Bad'"),
+        ("models", {"model": "m", "path": "a.py", "version": 2}, 400, "Unknown field 'version'"),
+        ("models", {"model": "m", "run_id": "0" * 32}, 404, "No MLflow run"),
+        ("models", {"model": "m", "path": "missing.pkl"}, 400, "does not exist"),
+    ],
+)  # fmt: skip
+async def test_bad_requests_are_json_errors(
+    jp_fetch: Any, jp_root_dir: Path, route: str, payload: Any, status: int, fragment: str
+) -> None:
+    (jp_root_dir / "a.py").write_text("x = 1\n")
+    code, error = await error_of(jp_fetch, route, **post(payload))
+    assert code == status, error
+    assert fragment in error["message"], error
+    assert not (jp_root_dir / ".git").exists() or route == "experiments"
+    code, error = await error_of(jp_fetch, "experiments", params={"n": "lots"})
+    assert code == 400 and error["message"] == "n must be a whole number"
+
+
+@pytest.mark.parametrize(("route", "method"), [(r, m) for r in ("experiments", "models") for m in ("GET", "POST")])  # fmt: skip
+async def test_unauthenticated_requests_are_refused(
+    http_server_client: Any, jp_base_url: str, jp_root_dir: Path, route: str, method: str
+) -> None:
+    (jp_root_dir / "a.py").write_text("x = 1\n")
+    kwargs: dict[str, Any] = {"method": method, "raise_error": False, "follow_redirects": False}
+    if method == "POST":
+        kwargs["body"] = json.dumps({"message": "sneaky", "model": "m", "path": "a.py"})
+    response = await http_server_client.fetch(url_path_join(jp_base_url, *API, route), **kwargs)
+    if response.code == 302:
+        assert "/login" in response.headers["Location"]
+    else:
+        assert response.code == 403
+    assert not (jp_root_dir / ".git").exists()
