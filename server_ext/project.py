@@ -125,9 +125,10 @@ class Project:
 
         if not outputs:
             return {}
-        targets = self.resolve_outputs(outputs)
+        targets = [os.fspath(self.root / t) for t in self.resolve_outputs(outputs)]
         hashes: dict[str, str] = {}
-        with quiet_dvc(), contextlib.chdir(self.root):
+        # absolute paths: no chdir, which would move every thread of a jupyter-server
+        with quiet_dvc():
             repo = Repo(os.fspath(self.root))
             try:
                 stages = repo.add(targets)
@@ -143,10 +144,10 @@ class Project:
 
         if not targets:
             return 0
-        with quiet_dvc(), contextlib.chdir(self.root):
+        with quiet_dvc():
             repo = Repo(os.fspath(self.root))
             try:
-                return int(repo.push(targets=[f"{t}.dvc" for t in targets]))
+                return int(repo.push(targets=[os.fspath(self.root / f"{t}.dvc") for t in targets]))
             finally:
                 repo.close()
 
