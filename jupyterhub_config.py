@@ -9,6 +9,7 @@ Environment:
   DSPLATFORM_PORT        the public port (default 8000)
   DSPLATFORM_MODE        "local" (default); "kubernetes" selects the KubeSpawner path
   DSPLATFORM_MLFLOW_PORT the local MLflow server's port (default 5000, 127.0.0.1)
+  DSPLATFORM_CATALOG_PORT the catalog service's port (default 10101, 127.0.0.1)
   DSPLATFORM_GPUS        local mode without NVIDIA GPUs: how many demo device ids to offer
                          (default 4) so the GPU profile and its quotas can be tried
   DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
@@ -141,6 +142,12 @@ c.ProfileSpawner.dataset_cache_dir = str(STATE / "cache")  # shared by every san
 c.PlatformMLflow.enabled = MODE == "local"
 c.PlatformMLflow.port = int(os.environ.get("DSPLATFORM_MLFLOW_PORT", "5000"))
 c.ProfileSpawner.dvc_remote = str(STATE / "dvc-remote")  # experiment outputs
+
+# --- the catalog service: datasets, models, prediction APIs at /services/catalog/ ----------
+c.PlatformCatalog.enabled = MODE == "local"
+c.PlatformCatalog.port = int(os.environ.get("DSPLATFORM_CATALOG_PORT", "10101"))
+c.PlatformCatalog.predict_groups = ["product"]  # tokens with custom:dsplatform:predict
+c.JupyterHub.load_groups = {**c.JupyterHub.load_groups, "product": {"users": ["paul"]}}
 
 # --- spawner ------------------------------------------------------------------------------
 if MODE == "kubernetes":

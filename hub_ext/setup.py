@@ -16,6 +16,14 @@ from typing import Any
 
 from traitlets.config import Config, Configurable
 
+from .catalog_config import (
+    ACCESS,
+    PREDICT_SCOPE,
+    SERVICE,
+    PlatformCatalog,
+    catalog_roles,
+    catalog_service,
+)
 from .culler import PlatformIdleCulling, cull_interval
 from .datasets import DatasetCatalog, check_dataset_groups
 from .mlflow_service import PlatformMLflow, mlflow_service
@@ -89,6 +97,37 @@ def configure(c: Config) -> Policy:
         c.JupyterHub.services = [*services, service]
         if not c.ProfileSpawner.get("mlflow_tracking_uri"):
             c.ProfileSpawner.mlflow_tracking_uri = tracking_uri
+
+    catalog = PlatformCatalog(config=c)
+    if catalog.enabled:
+        datasets = DatasetCatalog(config=c)
+        services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
+        c.JupyterHub.services = [
+            *services,
+            catalog_service(
+                catalog,
+                registries=list(datasets.registries),
+                dataset_groups=dict(datasets.dataset_groups),
+                metadata_dir=datasets.metadata_dir,
+                tracking_uri=c.ProfileSpawner.get("mlflow_tracking_uri", ""),
+            ),
+        ]
+        c.JupyterHub.custom_scopes = {
+            **c.JupyterHub.get("custom_scopes", {}),
+            PREDICT_SCOPE: {"description": "Call the prediction APIs of the dsplatform catalog"},
+        }
+        c.JupyterHub.load_roles = catalog_roles(catalog, list(c.JupyterHub.get("load_roles", [])))
+        # sandboxes read the catalog with their server token
+        scopes = list(c.Spawner.get("server_token_scopes", [])) or [
+            "users:activity!user",
+            "access:servers!server",
+        ]
+        if ACCESS not in scopes:
+            c.Spawner.server_token_scopes = [*scopes, ACCESS]
+        if not c.ProfileSpawner.get("catalog_url"):
+            c.ProfileSpawner.catalog_url = (
+                f"http://127.0.0.1:{catalog.port}/services/{SERVICE}/api/datasets"
+            )
 
     culling = PlatformIdleCulling(config=c)
     timeouts = idle_timeouts(policy, culling)

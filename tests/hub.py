@@ -38,6 +38,7 @@ class HubProcess:
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         self.mlflow_port = free_port()
+        self.catalog_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/hub/api"
         self.extra_config = extra_config
@@ -53,6 +54,7 @@ class HubProcess:
             f"c.JupyterHub.hub_port = {self.hub_port}\n"
             f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.proxy_api_port}'\n"
             f"c.PlatformMLflow.port = {self.mlflow_port}\n"
+            f"c.PlatformCatalog.port = {self.catalog_port}\n"
             "c.JupyterHub.services = list(c.JupyterHub.get('services', [])) + [\n"
             f"    {{'name': 'test-admin', 'api_token': {ADMIN_TOKEN!r}}}]\n"
             "c.JupyterHub.load_roles = list(c.JupyterHub.get('load_roles', [])) + [\n"
