@@ -1,0 +1,114 @@
+"""Pure parts of the catalog: OpenAPI from signatures, roles and hub wiring."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from traitlets.config import Config
+
+from hub_ext.catalog_config import ACCESS, PREDICT_SCOPE, PlatformCatalog, catalog_roles
+from hub_ext.catalog_openapi import model_openapi, signature_columns
+from hub_ext.setup import configure
+
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [ColSpec("double", "tenure"), ColSpec("long", "calls"), ColSpec("string", "plan")]
+    ),
+    outputs=Schema([ColSpec("long")]),
+)
+
+
+def test_signature_columns() -> None:
+    assert signature_columns(None) is None
+    assert signature_columns(SIGNATURE) == {
+        "inputs": [
+            {"name": "tenure", "type": "double"},
+            {"name": "calls", "type": "long"},
+            {"name": "plan", "type": "string"},
+        ],
+        "outputs": [{"name": None, "type": "long"}],
+    }
+
+
+def test_openapi_from_signature() -> None:
+    doc = model_openapi(
+        "churn", "production", "3", SIGNATURE, "/services/catalog/api/models/churn/production"
+    )
+    post = doc["paths"]["/services/catalog/api/models/churn/production/predict"]["post"]
+    body = post["requestBody"]["content"]["application/json"]
+    split, records, inputs = body["schema"]["oneOf"]
+    assert inputs["required"] == ["inputs"]
+    assert split["properties"]["dataframe_split"]["properties"]["columns"]["items"]["enum"] == [
+        "tenure", "calls", "plan",
+    ]  # fmt: skip
+    record = records["properties"]["dataframe_records"]["items"]
+    assert record["properties"] == {
+        "tenure": {"type": "number"}, "calls": {"type": "integer"}, "plan": {"type": "string"},
+    }  # fmt: skip
+    assert record["required"] == ["tenure", "calls", "plan"]
+    assert body["example"] == {
+        "dataframe_split": {"columns": ["tenure", "calls", "plan"], "data": [[0, 0, 0]]}
+    }
+    assert set(post["responses"]) == {"200", "400", "401", "403", "404", "413"}
+    assert doc["info"]["title"] == "churn (production -> version 3)"
+    # no signature: still a valid document, columns unconstrained
+    bare = model_openapi("m", "1", "1", None, "/x")
+    assert (
+        "enum"
+        not in bare["paths"]["/x/predict"]["post"]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]["oneOf"][0]["properties"]["dataframe_split"]["properties"]["columns"]["items"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("existing", "user_scopes"),
+    [
+        ([], ["self", ACCESS]),
+        ([{"name": "user", "scopes": ["self", "read:groups"]}], ["self", "read:groups", ACCESS]),
+        ([{"name": "user", "scopes": ["self", ACCESS]}], ["self", ACCESS]),
+    ],
+)
+def test_roles(existing: list, user_scopes: list) -> None:
+    settings = PlatformCatalog(
+        config=Config({"PlatformCatalog": {"predict_groups": ["product", "ml"]}})
+    )
+    roles = {r["name"]: r for r in catalog_roles(settings, [dict(r) for r in existing])}
+    assert roles["user"]["scopes"] == user_scopes
+    assert roles["dsplatform-predict"] == {
+        "name": "dsplatform-predict",
+        "description": "Call the catalog's prediction APIs",
+        "scopes": [PREDICT_SCOPE, ACCESS],
+        "groups": ["product", "ml"],
+    }
+    assert roles["dsplatform-catalog"]["scopes"] == ["read:users:name", "read:users:groups"]
+    assert roles["dsplatform-catalog"]["services"] == ["catalog"]
+
+
+def test_configure_wires_the_catalog() -> None:
+    c = Config()
+    c.JupyterHub.spawner_class = "dsplatform-local"
+    c.ProfileSpawner.profiles = [{"slug": "a"}]
+    c.PlatformCatalog.enabled = True
+    c.PlatformCatalog.port = 12345
+    c.DatasetCatalog.registries = ["/r"]
+    c.DatasetCatalog.dataset_groups = {"churn": ["ml"]}
+    configure(c)
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "catalog"]
+    assert service["url"] == "http://127.0.0.1:12345"
+    assert service["command"][1:3] == ["-m", "hub_ext.catalog_service"]
+    assert '"dataset_groups": {"churn": ["ml"]}' in service["environment"]["DSPLATFORM_CATALOG"]
+    assert PREDICT_SCOPE in c.JupyterHub.custom_scopes
+    assert ACCESS in c.Spawner.server_token_scopes
+    assert "users:activity!user" in c.Spawner.server_token_scopes
+    assert c.ProfileSpawner.catalog_url == "http://127.0.0.1:12345/services/catalog/api/datasets"
+
+
+def test_configure_without_the_catalog_leaves_the_hub_alone() -> None:
+    c = Config()
+    c.JupyterHub.spawner_class = "dsplatform-local"
+    c.ProfileSpawner.profiles = [{"slug": "a"}]
+    configure(c)
+    assert "catalog" not in [s.get("name") for s in c.JupyterHub.get("services", [])]
+    assert "server_token_scopes" not in c.Spawner
