@@ -22,7 +22,14 @@ from typing import Any
 
 from .common import REPO, RESULTS, log, machine_info
 
-BENCHMARKS = ("bench_spawn", "bench_quota", "bench_storm", "bench_pull", "bench_commit")
+BENCHMARKS = (
+    "bench_spawn",
+    "bench_quota",
+    "bench_storm",
+    "bench_pull",
+    "bench_commit",
+    "bench_predict",
+)
 
 
 def _ok(flag: bool) -> str:
@@ -216,12 +223,29 @@ def commit_row(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def predict_row(r: dict[str, Any]) -> list[str]:
+    g, a, p = r["stats"]["gateway"], r["stats"]["anchor"], r["params"]
+    return [
+        "Prediction through the catalog gateway (`bench_predict`): hub proxy + catalog "
+        f"service, scoped token, sklearn model, {p['rows']}-row `dataframe_split`",
+        "`mlflow models serve -m models:/NAME@production --env-manager local`, same "
+        "client and payload, alternating rounds",
+        f"gateway p50 {_ms(g['latency_ms']['p50'])}, p99 {_ms(g['latency_ms']['p99'])}, "
+        f"{g['rps']:.0f} req/s; anchor p50 {_ms(a['latency_ms']['p50'])}, p99 "
+        f"{_ms(a['latency_ms']['p99'])}, {a['rps']:.0f} req/s ({p['threads']} client threads, "
+        f"{p['rounds']} x {p['seconds']:g} s each)",
+        f"throughput {r['ratio_rps']:.2f} / goal >= {r['goal']['rps_ratio']}: "
+        f"{_ok(r['meets_goal'])}",
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "bench_spawn": spawn_row,
     "bench_quota": quota_row,
     "bench_storm": storm_row,
     "bench_pull": pull_row,
     "bench_commit": commit_row,
+    "bench_predict": predict_row,
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -53,6 +54,7 @@ class ModelGateway:
         self._aliases: dict[tuple[str, str], tuple[float, str]] = {}
         self._models: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._info: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
 
     def client(self) -> Any:
         from mlflow import MlflowClient
@@ -76,12 +78,13 @@ class ModelGateway:
         import mlflow.pyfunc
 
         key = (name, version)
-        if key not in self._models:
-            self._models[key] = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-            while len(self._models) > self.max_models:
-                self._models.popitem(last=False)
-        self._models.move_to_end(key)
-        return self._models[key]
+        with self._lock:  # one load per version, even for simultaneous first requests
+            if key not in self._models:
+                self._models[key] = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
+            return self._models[key]
 
     def info(self, name: str, version: str) -> Any:
         """The model's MLmodel metadata (signature), cached per version."""
@@ -371,13 +374,17 @@ class CatalogService(Application):
             catalog=self,
             hub_auth=self.auth,
             cookie_secret=os.urandom(32),
-            max_body_size=self.max_request_bytes * 4,
         )
 
     def start(self) -> None:
         url = urlparse(self.service_url)
         app = self.make_app()
-        app.listen(url.port or 80, url.hostname or "127.0.0.1")
+        # the server refuses huge bodies outright; the handler answers 413 above the limit
+        app.listen(
+            url.port or 80,
+            url.hostname or "127.0.0.1",
+            max_body_size=max(self.max_request_bytes * 4, 16 << 20),
+        )
         self.log.info("dsplatform catalog at %s%s", self.service_url, self.prefix)
         ioloop.IOLoop.current().start()
 

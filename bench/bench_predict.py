@@ -1,0 +1,282 @@
+"""Prediction latency and throughput: the catalog gateway vs ``mlflow models serve``.
+
+One real hub (``tests.hub.HubProcess``: embedded config, local mode, the hub-managed MLflow
+server and catalog service, a site config adding a ``product`` group with user ``bench``)
+and one small scikit-learn model (``LogisticRegression`` on a 2-column float DataFrame,
+published with ``server_ext.models.ModelService`` under alias ``production``). Both sides get
+the same JSON payload (``dataframe_split``, ``--rows`` rows) from the same client
+(``requests``, one keep-alive session per thread):
+
+* gateway: ``POST {hub}/services/catalog/api/models/NAME/production/predict`` through
+  configurable-http-proxy, with a hub token holding ``custom:dsplatform:predict`` and
+  ``access:services!service=catalog``;
+* anchor: ``mlflow models serve -m models:/NAME@production --env-manager local`` (its
+  ``/invocations``, default worker count), started in the same run.
+
+Latency: ``--latency-requests`` sequential requests per round (p50/p99). Throughput:
+``--threads`` client threads for ``--seconds`` per round (requests/s). Rounds alternate
+(ABBA, ``--rounds``); the throughput ratio gateway/anchor is reported (goal >= 0.8).
+
+    .venv/bin/python -m bench.bench_predict [--rounds 2] [--threads 4] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import TEST_POLICY
+from tests.hub import HubProcess, free_port
+
+from .common import OtherLoad, cpu_contention, log, machine_info, summarize, table, write_result
+
+MODEL = "bench-predict-lr"
+SCOPES = ["custom:dsplatform:predict", "access:services!service=catalog"]
+SITE = (
+    TEST_POLICY
+    + """
+c.JupyterHub.load_groups = {"product": {"users": ["bench"]}, "ml-research": {"users": ["alice"]}}
+"""
+)
+GOAL = 0.8
+
+
+def train() -> Any:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(200, 2)), columns=["x1", "x2"])
+    return LogisticRegression().fit(x, (x["x1"] + x["x2"] > 0).astype(int))
+
+
+def payload(rows: int) -> bytes:
+    import json
+
+    import numpy as np
+
+    data = np.random.default_rng(1).normal(size=(rows, 2)).round(6).tolist()
+    return json.dumps({"dataframe_split": {"columns": ["x1", "x2"], "data": data}}).encode()
+
+
+class Target:
+    def __init__(self, name: str, url: str, headers: dict[str, str]) -> None:
+        self.name, self.url = name, url
+        self.headers = {"Content-Type": "application/json", **headers}
+
+    def call(self, session: requests.Session, body: bytes) -> None:
+        r = session.post(self.url, data=body, headers=self.headers, timeout=30)
+        if r.status_code != 200:
+            raise RuntimeError(f"{self.name}: {r.status_code} {r.text[:300]}")
+
+
+def latency(target: Target, body: bytes, n: int) -> list[float]:
+    out = []
+    with requests.Session() as s:
+        for _ in range(n):
+            t = time.perf_counter()
+            target.call(s, body)
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def throughput(target: Target, body: bytes, threads: int, seconds: float) -> dict[str, Any]:
+    counts = [0] * threads
+    errors: list[str] = []
+    start = threading.Barrier(threads + 1)
+    stop_at = [0.0]
+
+    def worker(i: int) -> None:
+        with requests.Session() as s:
+            target.call(s, body)  # connect outside the window
+            start.wait()
+            while time.perf_counter() < stop_at[0]:
+                try:
+                    target.call(s, body)
+                except Exception as e:
+                    errors.append(str(e))
+                    return
+                counts[i] += 1
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    stop_at[0] = time.perf_counter() + 3600
+    start.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"{target.name}: {errors[0]}")
+    return {"requests": sum(counts), "seconds": elapsed, "rps": sum(counts) / elapsed}
+
+
+def start_anchor(tracking_uri: str, base: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log_file = open(base / "mlflow-serve.log", "ab")  # noqa: SIM115  (the child keeps it)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@production",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            # it execs uvicorn from PATH
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited {proc.returncode}")
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("mlflow models serve did not answer in 120 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per side")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=8)
+    args = parser.parse_args()
+
+    contention = cpu_contention()
+    base = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    hub = HubProcess(base / "hub", SITE).start()
+    anchor_proc = None
+    try:
+        hub.wait_mlflow()
+        from server_ext.experiments import ExperimentService
+        from server_ext.models import ModelService
+
+        root = base / "project"
+        root.mkdir()
+        with open(root / "model.pkl", "wb") as f:
+            pickle.dump(train(), f)
+        service = ModelService(
+            ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="bench")
+        )
+        published = service.publish(MODEL, path="model.pkl", alias="production")
+        log(f"published {published['uri']} (version {published['version']})")
+
+        hub.api("POST", "/users/bench")
+        r = hub.api("POST", "/users/bench/tokens", json={"scopes": SCOPES, "note": "bench"})
+        r.raise_for_status()
+        token = r.json()["token"]
+        anchor_proc, anchor_url = start_anchor(hub.mlflow_url, base)
+
+        body = payload(args.rows)
+        targets = {
+            "gateway": Target(
+                "gateway",
+                f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict",
+                {"Authorization": f"token {token}"},
+            ),
+            "anchor": Target("anchor", f"{anchor_url}/invocations", {}),
+        }
+        with requests.Session() as s:  # warm-up: model loads, connections, caches
+            for t in targets.values():
+                for _ in range(20):
+                    t.call(s, body)
+
+        lat: dict[str, list[float]] = {"gateway": [], "anchor": []}
+        tput: dict[str, list[dict[str, Any]]] = {"gateway": [], "anchor": []}
+        load = OtherLoad()
+        for i in range(args.rounds):
+            order = ["gateway", "anchor"] if i % 2 == 0 else ["anchor", "gateway"]
+            for name in order:
+                lat[name] += latency(targets[name], body, args.latency_requests)
+                tput[name].append(throughput(targets[name], body, args.threads, args.seconds))
+                log(
+                    f"round {i} {name}: p50 {summarize(lat[name])['p50']:.2f} ms, "
+                    f"{tput[name][-1]['rps']:.0f} req/s"
+                )
+        during = load.stop()
+    finally:
+        if anchor_proc is not None:
+            anchor_proc.terminate()
+            try:
+                anchor_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                anchor_proc.kill()
+        hub.stop()
+
+    stats = {}
+    for name in ("gateway", "anchor"):
+        total = sum(t["requests"] for t in tput[name])
+        secs = sum(t["seconds"] for t in tput[name])
+        stats[name] = {
+            "latency_ms": summarize(lat[name]),
+            "rps": total / secs,
+            "rounds": tput[name],
+        }
+    ratio = stats["gateway"]["rps"] / stats["anchor"]["rps"]
+    rows = [
+        (
+            f"{name} ({'hub proxy + catalog service' if name == 'gateway' else 'mlflow models serve'})",
+            stats[name]["latency_ms"]["p50"],
+            stats[name]["latency_ms"]["p99"],
+            stats[name]["rps"],
+            f"{stats[name]['rps'] / stats['anchor']['rps']:.2f}",
+        )
+        for name in ("anchor", "gateway")
+    ]
+    print(table(["target", "p50 ms", "p99 ms", f"req/s ({args.threads} threads)", "ratio"], rows))
+    print(
+        f"\nthroughput ratio gateway/anchor {ratio:.2f} (goal >= {GOAL}): "
+        f"{'meets goal' if ratio >= GOAL else 'misses goal'}"
+    )
+    write_result(
+        "bench_predict",
+        {
+            "params": vars(args),
+            "payload_bytes": len(body),
+            "stats": stats,
+            "ratio_rps": ratio,
+            "ratio_p50": stats["gateway"]["latency_ms"]["p50"]
+            / stats["anchor"]["latency_ms"]["p50"],
+            "goal": {"rps_ratio": GOAL},
+            "meets_goal": ratio >= GOAL,
+            "machine": machine_info(),
+            "contention_before": contention,
+            "contention_during": during,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

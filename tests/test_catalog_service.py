@@ -1,0 +1,316 @@
+"""The catalog service through the real hub and proxy: scoped predictions, models, datasets."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from .conftest import TEST_POLICY
+from .hub import HubProcess
+
+pytestmark = [
+    pytest.mark.hub,
+    # mlflow warns about its own type hints and deprecations when imported in the test process
+    pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]
+
+PREDICT = "custom:dsplatform:predict"
+ACCESS = "access:services!service=catalog"
+MODEL = "catalog-lr"
+MAX_BYTES = 20000
+
+SITE = (
+    TEST_POLICY
+    + f"""
+c.JupyterHub.load_groups = {{
+    "product": {{"users": ["paul"]}},
+    "ml-research": {{"users": ["alice"]}},
+}}
+c.PlatformCatalog.max_request_bytes = {MAX_BYTES}
+"""
+)
+
+FRAME = pd.DataFrame(
+    {
+        "x1": [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 0.2, -0.3],
+        "x2": [-1.0, -2.0, 0.1, -0.2, 2.0, 1.0, 0.4, -0.6],
+    }
+)
+
+
+def train(flipped: bool = False) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(200, 2)), columns=["x1", "x2"])
+    y = (x["x1"] + x["x2"] > 0).astype(int)
+    return LogisticRegression().fit(x, 1 - y if flipped else y)
+
+
+def publish(hub: HubProcess, root: Path, estimator: Any, alias: str | None) -> dict[str, Any]:
+    from server_ext.experiments import ExperimentService
+    from server_ext.models import ModelService
+
+    with open(root / "model.pkl", "wb") as f:
+        pickle.dump(estimator, f)
+    service = ModelService(ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="alice"))
+    return service.publish(MODEL, path="model.pkl", alias=alias)
+
+
+def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
+    if hub.api("GET", f"/users/{user}").status_code == 404:
+        hub.api("POST", f"/users/{user}").raise_for_status()
+    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "catalog"})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+@pytest.fixture(scope="module")
+def chub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    state: Path = tmp_path_factory.mktemp("catalog-hub")
+    process = HubProcess(state, SITE).start()
+    try:
+        process.wait_mlflow()
+        root = state / "project"
+        root.mkdir()
+        process.model = train()  # type: ignore[attr-defined]
+        process.first = publish(process, root, process.model, "production")  # type: ignore[attr-defined]
+        process.root = root  # type: ignore[attr-defined]
+        process.paul = scoped_token(process, "paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
+        yield process
+    finally:
+        try:
+            process.stop_all_servers()
+        finally:
+            process.stop()
+
+
+def catalog(hub: HubProcess, path: str) -> str:
+    return f"{hub.url}/services/catalog/{path}"
+
+
+def post(
+    hub: HubProcess, path: str, token: str | None, body: Any = None, data: bytes | None = None
+) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"token {token}"
+    if data is None:
+        return requests.post(catalog(hub, path), json=body, headers=headers, timeout=60)
+    return requests.post(catalog(hub, path), data=data, headers=headers, timeout=60)
+
+
+def get(hub: HubProcess, path: str, token: str | None) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.get(catalog(hub, path), headers=headers, timeout=60, allow_redirects=False)
+
+
+SPLIT = {"dataframe_split": FRAME.to_dict(orient="split", index=False)}
+PREDICT_PATH = f"api/models/{MODEL}/production/predict"
+
+
+def test_predict_in_three_formats_matches_the_model(chub: HubProcess) -> None:
+    expected = [int(v) for v in chub.model.predict(FRAME)]  # type: ignore[attr-defined]
+    assert len(set(expected)) == 2  # both classes: the flipped model differs everywhere
+    bodies = [
+        SPLIT,
+        {"dataframe_records": FRAME.to_dict(orient="records")},
+        {"inputs": FRAME.to_dict(orient="list")},
+    ]
+    for body in bodies:
+        r = post(chub, PREDICT_PATH, chub.paul, body)  # type: ignore[attr-defined]
+        assert r.status_code == 200, (body, r.text)
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert r.headers["X-Model-Version"] == "1"
+        assert r.json()["predictions"] == expected, body
+    # by version number too
+    r = post(chub, f"api/models/{MODEL}/1/predict", chub.paul, SPLIT)  # type: ignore[attr-defined]
+    assert r.status_code == 200 and r.json()["predictions"] == expected
+
+
+def test_predict_needs_the_scope(chub: HubProcess) -> None:
+    alice = scoped_token(chub, "alice", [ACCESS])
+    r = post(chub, PREDICT_PATH, alice, SPLIT)
+    assert r.status_code == 403, r.text
+    assert PREDICT in r.json()["message"]
+    # alice's default token (the user role: access to the service, no predict scope)
+    r = post(chub, PREDICT_PATH, chub.token_for("alice"), SPLIT)
+    assert r.status_code == 403, r.text
+    assert PREDICT in r.json()["message"]
+    # paul's default token: the predict scope comes from his group's role
+    r = post(chub, PREDICT_PATH, chub.token_for("paul"), SPLIT)
+    assert r.status_code == 200, r.text
+    # no token, a garbage token
+    assert post(chub, PREDICT_PATH, None, SPLIT).status_code in (401, 403)
+    assert post(chub, PREDICT_PATH, "not-a-real-token-123", SPLIT).status_code in (401, 403)
+    # a token with the predict scope but without access to the service
+    only_predict = scoped_token(chub, "paul", [PREDICT])
+    assert post(chub, PREDICT_PATH, only_predict, SPLIT).status_code in (401, 403)
+
+
+def test_bad_inputs_are_4xx_and_the_service_keeps_serving(chub: HubProcess) -> None:
+    paul = chub.paul  # type: ignore[attr-defined]
+    bad: list[tuple[str, bytes | None, Any]] = [
+        ("malformed JSON", b'{"dataframe_split": {"columns": ["x1"', None),
+        ("not JSON at all", b"hello", None),
+        ("missing column", None, {"dataframe_split": {"columns": ["x1"], "data": [[1.0]]}}),
+        (
+            "wrong type",
+            None,
+            {"dataframe_records": [{"x1": "abc", "x2": "def"}]},
+        ),
+        ("unknown format key", None, {"rows": [[1.0, 2.0]]}),
+    ]
+    for label, data, body in bad:
+        r = post(chub, PREDICT_PATH, paul, body, data=data)
+        assert 400 <= r.status_code < 500, (label, r.status_code, r.text)
+        assert r.headers["Content-Type"].startswith("application/json"), label
+        assert r.json()["message"], label
+        good = post(chub, PREDICT_PATH, paul, SPLIT)
+        assert good.status_code == 200, (label, good.text)
+    # over the limit: 413 (and the service still serves)
+    rows = [[1.0, 2.0]] * 2000
+    big = {"dataframe_split": {"columns": ["x1", "x2"], "data": rows}}
+    r = post(chub, PREDICT_PATH, paul, big)
+    assert r.status_code == 413, r.text[:300]
+    assert str(MAX_BYTES) in r.json()["message"]
+    # well over the limit (and over the 4x max_body_size the service passes to its app)
+    huge = {"dataframe_split": {"columns": ["x1", "x2"], "data": [[1.0, 2.0]] * 20000}}
+    r = post(chub, PREDICT_PATH, paul, huge)
+    assert r.status_code == 413, r.text[:300]
+    assert post(chub, PREDICT_PATH, paul, SPLIT).status_code == 200
+
+
+def test_unknown_model_alias_version_404(chub: HubProcess) -> None:
+    paul = chub.paul  # type: ignore[attr-defined]
+    for path in (
+        "api/models/no-such-model/production/predict",
+        f"api/models/{MODEL}/no-such-alias/predict",
+        f"api/models/{MODEL}/999/predict",
+    ):
+        r = post(chub, path, paul, SPLIT)
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["message"], path
+    r = get(chub, f"api/models/{MODEL}/nope/openapi.json", paul)
+    assert r.status_code == 404, r.text
+
+
+def test_models_listing_and_openapi(chub: HubProcess) -> None:
+    token = chub.token_for("alice")
+    r = get(chub, "api/models", token)
+    assert r.status_code == 200, r.text
+    models = {m["name"]: m for m in r.json()["models"]}
+    m = models[MODEL]
+    assert m["owner"] == "alice"
+    assert isinstance(m["aliases"]["production"], int)
+    assert m["versions"][0]["version"] == 1 and m["latest_version"] >= 1
+    v1 = m["versions"][0]
+    assert v1["signature"]["inputs"] == [
+        {"name": "x1", "type": "double"},
+        {"name": "x2", "type": "double"},
+    ]
+    assert v1["lineage"]["run"] == chub.first["run_id"]  # type: ignore[attr-defined]
+    assert v1["run_id"] == chub.first["run_id"]  # type: ignore[attr-defined]
+
+    r = get(chub, f"api/models/{MODEL}/production/openapi.json", token)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    path = f"/services/catalog/api/models/{MODEL}/production/predict"
+    assert path in doc["paths"], list(doc["paths"])
+    body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    records = body["schema"]["oneOf"][1]["properties"]["dataframe_records"]["items"]
+    assert records["properties"] == {"x1": {"type": "number"}, "x2": {"type": "number"}}
+    assert body["example"]["dataframe_split"]["columns"] == ["x1", "x2"]
+
+
+def test_datasets_follow_groups(chub: HubProcess) -> None:
+    def names(token: str) -> list[str]:
+        r = get(chub, "api/datasets", token)
+        assert r.status_code == 200, r.text
+        return sorted(d["name"] for d in r.json()["datasets"])
+
+    assert names(chub.token_for("alice")) == ["churn", "iris"]
+    assert names(chub.token_for("paul")) == ["iris"]
+    assert names(chub.paul) == ["iris"]  # type: ignore[attr-defined]
+    assert get(chub, "api/datasets", None).status_code in (401, 403)
+
+
+def test_html_page_and_hub_home_link(chub: HubProcess) -> None:
+    from .test_hub_spawn import login
+
+    r = get(chub, "", chub.token_for("alice"))
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert MODEL in r.text and "churn" in r.text and "iris" in r.text
+    r = get(chub, "", chub.token_for("paul"))
+    assert r.status_code == 200 and MODEL in r.text and "churn" not in r.text
+
+    s = login(chub, "paul")
+    home = s.get(f"{chub.url}/hub/home")
+    assert home.status_code == 200
+    assert "/services/catalog/" in home.text
+    # and the browser reaches the page through the hub's OAuth
+    page = s.get(catalog(chub, ""))
+    assert page.status_code == 200, page.text[:500]
+    assert MODEL in page.text
+
+
+def test_sandbox_reads_the_catalog(chub: HubProcess) -> None:
+    from .test_hub_spawn import run_in_kernel
+
+    r = chub.spawn("alice", "", {"profile": "cpu-small"})
+    assert r.status_code in (201, 202), r.text
+    chub.wait_ready("alice", "", timeout=90)
+    try:
+        out = run_in_kernel(
+            chub,
+            "alice",
+            "",
+            "import os; from server_ext import dsdata; "
+            "print(os.environ['DSDATA_CATALOG_URL']); "
+            "print(sorted(d['name'] for d in dsdata.list_datasets()))",
+        )
+        url, names = out.strip().splitlines()[-2:]
+        assert url.endswith("/services/catalog/api/datasets"), url
+        assert names == "['churn', 'iris']", out
+    finally:
+        chub.stop_server("alice")
+
+
+def test_moving_the_alias_moves_predictions(chub: HubProcess) -> None:
+    paul = chub.paul  # type: ignore[attr-defined]
+    before = post(chub, PREDICT_PATH, paul, SPLIT)
+    assert before.status_code == 200 and before.headers["X-Model-Version"] == "1"
+    flipped = train(flipped=True)
+    second = publish(chub, chub.root, flipped, "production")  # type: ignore[attr-defined]
+    assert second["version"] == 2
+    expected = [int(v) for v in flipped.predict(FRAME)]
+    assert expected != before.json()["predictions"]
+    deadline = time.monotonic() + 10
+    while True:
+        r = post(chub, PREDICT_PATH, paul, SPLIT)
+        assert r.status_code == 200, r.text
+        if r.headers["X-Model-Version"] == "2":
+            break
+        assert time.monotonic() < deadline, "predictions did not follow the alias in 10 s"
+        time.sleep(0.25)
+    assert r.json()["predictions"] == expected
+    # version 1 stays addressable
+    r = post(chub, f"api/models/{MODEL}/1/predict", paul, SPLIT)
+    assert r.status_code == 200 and r.json()["predictions"] == [
+        int(v)
+        for v in chub.model.predict(FRAME)  # type: ignore[attr-defined]
+    ]
+    models = {m["name"]: m for m in get(chub, "api/models", paul).json()["models"]}
+    assert models[MODEL]["aliases"] == {"production": 2}
+    assert [v["version"] for v in models[MODEL]["versions"]] == [1, 2]
