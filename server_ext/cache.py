@@ -10,15 +10,15 @@ manifest and objects are all present is complete: pulling it again downloads not
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptData, RegistryUnavailable
+from .locks import file_lock
 from .registry import DatasetVersion
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, files done)
@@ -33,21 +33,9 @@ class SharedCache:
     def object_path(self, md5: str) -> Path:
         return self.root / "files" / "md5" / md5[:2] / md5[2:]
 
-    @contextlib.contextmanager
-    def lock(self, dir_md5: str) -> Iterator[None]:
-        """Exclusive per-version lock, released if the holder dies (flock)."""
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{dir_md5}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        with contextlib.suppress(OSError):  # every sandbox user must be able to lock it
-            if os.fstat(fd).st_uid == os.geteuid():
-                os.fchmod(fd, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def lock(self, dir_md5: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive per-version lock, usable by every sandbox user (mode 0666)."""
+        return file_lock(self.root / "locks" / f"{dir_md5}.lock", 0o666)
 
     def manifest(self, dir_md5: str) -> list[dict[str, str]]:
         """The version's files: ``[{"md5": …, "relpath": …}]``, checked against its hash."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from .cache import SharedCache
 from .catalog import Catalog, default_catalog, find
 from .errors import UnknownDataset
 from .lineage import Lineage, find_project_root, now_iso
+from .locks import file_lock
 from .refs import parse_ref, resolve_target
 from .registry import describe_version, list_tags, open_at, pick_version
 from .workspace import changes, check_replaceable, load_snapshot, materialise, save_snapshot
@@ -124,17 +124,8 @@ class DataService:
         return rows
 
     # --- pulling ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _workspace_lock(self) -> Iterator[None]:
-        lock_dir = self.root / ".dsdata"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_dir / "pull.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def _workspace_lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / ".dsdata" / "pull.lock")
 
     def pull(
         self,

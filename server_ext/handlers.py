@@ -78,17 +78,7 @@ class DatasetHandler(DsdataHandler):
 class PullsHandler(DsdataHandler):
     @web.authenticated
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise InvalidReference("The request body must be JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidReference("The request body must be a JSON object")
-        unknown = set(body) - {"dataset", "version", "path", "force"}
-        if unknown:
-            raise InvalidReference(
-                f"Unknown field {sorted(unknown)[0]!r}; allowed: dataset, version, path, force"
-            )
+        body = json_body(self, {"dataset", "version", "path", "force"})
         dataset, version, path = body.get("dataset"), body.get("version"), body.get("path")
         force = body.get("force", False)
         if not isinstance(dataset, str) or not isinstance(force, bool):
