@@ -41,6 +41,7 @@ def registry_entries(urls: Sequence[str], cache_dir: Path) -> list[dict[str, Any
                 "description": latest.description,
                 "labels": list(latest.labels),
                 "versions": [v.version for v in versions],
+                "stages": {s: v.version for v in versions for s in v.stages},
                 "latest": versions[-1].version,
                 "size": latest.size,
                 "nfiles": latest.nfiles,

@@ -16,6 +16,7 @@ from .errors import InvalidReference
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,98}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^v(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?$")
+STAGE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")  # a GTO stage, e.g. "prod"
 TAG_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -28,8 +29,15 @@ class DatasetRef:
         return f"{self.name}@{self.version}" if self.version else self.name
 
     @property
+    def stage(self) -> str | None:
+        """``iris@prod``: the version currently promoted to stage ``prod``."""
+        if self.version is None or VERSION_RE.match(self.version):
+            return None
+        return self.version
+
+    @property
     def version_prefix(self) -> tuple[int, ...]:
-        if self.version is None:
+        if self.version is None or self.stage:
             return ()
         match = VERSION_RE.match(self.version)
         assert match is not None
@@ -53,9 +61,10 @@ def parse_ref(text: str, version: str | None = None) -> DatasetRef:
         )
     if version in ("latest", ""):
         version = None
-    if version is not None and not VERSION_RE.match(version):
+    if version is not None and not (VERSION_RE.match(version) or STAGE_RE.match(version)):
         raise InvalidReference(
-            f"Invalid version {version!r}: use 'latest', 'v2', 'v2.1' or 'v2.1.0'"
+            f"Invalid version {version!r}: use 'latest', 'v2', 'v2.1', 'v2.1.0' or a stage "
+            "like 'prod'"
         )
     return DatasetRef(name, version)
 

@@ -9,13 +9,13 @@ Python APIs; the ``dvc`` CLI is never run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RegistryUnavailable, UnknownDataset, UnknownVersion
-from .refs import DatasetRef, parse_tag_version
+from .refs import STAGE_RE, DatasetRef, parse_tag_version
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Version:
     tag: str  # "iris@v1.2.0", usable as a git rev
     version: str  # "v1.2.0"
     key: tuple[int, int, int]
+    stages: tuple[str, ...] = ()  # GTO stages this version is promoted to now
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,42 @@ def list_tags(url: str) -> dict[str, list[Version]]:
     from scmrepo.git.backend.dulwich import ls_remote
 
     try:
-        refs = ls_remote(url)
+        refs: Mapping[str, Any] = ls_remote(url)
     except Exception as e:  # dulwich raises many types for unreachable repos
         raise RegistryUnavailable(f"Cannot read data registry {url!r}: {e}") from None
-    found: dict[str, list[Version]] = {}
+    if any("#" in ref for ref in refs) and not any(ref.endswith("^{}") for ref in refs):
+        refs = peeled_refs(url)  # promotions are matched to releases by commit
+    return versions_from_refs(refs)
+
+
+def peeled_refs(url: str) -> dict[str, str]:
+    """``git ls-remote --tags``: also lists the commit of each annotated tag (``^{}``)."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "ls-remote", "--tags", url], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise RegistryUnavailable(f"Cannot read data registry {url!r}: {proc.stderr.strip()}")
+    refs: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref:
+            refs[ref] = sha
+    return refs
+
+
+def versions_from_refs(refs: Mapping[str, Any]) -> dict[str, list[Version]]:
+    """Versions per dataset from git refs (pure): ``NAME@vX.Y.Z`` release tags, and the
+    stages of GTO promotion tags ``NAME#STAGE#N`` (the highest N of a stage wins; it names
+    the version whose release tag points at the same commit)."""
+
+    def commit(tag: str) -> str:
+        peeled = refs.get(f"refs/tags/{tag}^{{}}", refs.get(f"refs/tags/{tag}"))
+        return peeled.decode() if isinstance(peeled, bytes) else str(peeled)
+
+    releases: dict[str, list[tuple[str, str, tuple[int, int, int]]]] = {}
+    promotions: dict[tuple[str, str], tuple[int, str]] = {}
     for ref in refs:
         if not ref.startswith("refs/tags/") or ref.endswith("^{}"):
             continue
@@ -63,9 +96,28 @@ def list_tags(url: str) -> dict[str, list[Version]]:
         name, sep, version = tag.partition("@")
         key = parse_tag_version(version) if sep else None
         if key is not None:
-            found.setdefault(name, []).append(Version(tag, version, key))
-    for versions in found.values():
-        versions.sort(key=lambda v: v.key)
+            releases.setdefault(name, []).append((tag, version, key))
+            continue
+        parts = tag.split("#")
+        if len(parts) == 3 and parts[2].isdigit() and STAGE_RE.match(parts[1]):
+            number = int(parts[2])
+            current = promotions.get((parts[0], parts[1]))
+            if current is None or number > current[0]:
+                promotions[(parts[0], parts[1])] = (number, commit(tag))
+    found: dict[str, list[Version]] = {}
+    for name, tags in releases.items():
+        tags.sort(key=lambda t: t[2])
+        staged: dict[str, list[str]] = {}
+        for (stage_name, stage), (_, stage_commit) in promotions.items():
+            if stage_name != name:
+                continue
+            newest = [t for t in tags if commit(t[0]) == stage_commit][-1:]
+            for tag, _, _ in newest:
+                staged.setdefault(tag, []).append(stage)
+        found[name] = [
+            Version(tag, version, key, tuple(sorted(staged.get(tag, ()))))
+            for tag, version, key in tags
+        ]
     return found
 
 
@@ -73,6 +125,14 @@ def pick_version(ref: DatasetRef, versions: list[Version], registry: str) -> Ver
     """The newest version matching ``ref`` (``v2`` -> newest ``v2.*.*``)."""
     if not versions:
         raise UnknownDataset(f"Dataset {ref.name!r} has no released version in {registry!r}")
+    if ref.stage:
+        in_stage = [v for v in versions if ref.stage in v.stages]
+        if not in_stage:
+            stages = sorted({s for v in versions for s in v.stages}) or ["none"]
+            raise UnknownVersion(
+                f"No version of {ref.name} is in stage {ref.stage!r}; stages: {', '.join(stages)}"
+            )
+        return in_stage[-1]
     prefix = ref.version_prefix
     matching = [v for v in versions if v.key[: len(prefix)] == prefix]
     if not matching:
