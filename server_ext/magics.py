@@ -29,7 +29,9 @@ def _info_args(line: str) -> None:
 
 
 @magic_arguments("dsdata pull")
-@argument("dataset", help="NAME or NAME@VERSION (v2 = newest v2.*; default: latest)")
+@argument(
+    "dataset", help="NAME or NAME@VERSION (v2 = newest v2.*, prod = the stage; default: latest)"
+)
 @argument("-o", "--output", default=None, help="target directory (default: data/NAME)")
 @argument("--force", action="store_true", help="replace local changes in the target")
 @argument("-q", "--quiet", action="store_true", help="no progress bar")
