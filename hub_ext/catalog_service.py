@@ -34,6 +34,8 @@ from tornado import httpclient, ioloop, web
 from traitlets import Dict, Float, Int, List, Unicode, default
 from traitlets.config import Application
 
+from server_ext.catalog import CachedListing
+
 from .catalog_openapi import model_openapi, signature_columns
 from .datasets import visible
 
@@ -330,21 +332,13 @@ class CatalogService(Application):
         super().initialize(argv)
         self.gateway = ModelGateway(self.tracking_uri)
         self.auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
-        self._entries: list[dict[str, Any]] = []
-        self._entries_at = 0.0
-        self._entries_lock = asyncio.Lock()
+        self._listing = CachedListing(
+            list(self.registries), Path(self.metadata_dir), self.refresh_seconds
+        )
         self._groups: dict[str, tuple[float, list[str]]] = {}
 
     async def dataset_entries(self) -> list[dict[str, Any]]:
-        from server_ext.catalog import registry_entries
-
-        async with self._entries_lock:
-            if not self._entries_at or time.monotonic() - self._entries_at > self.refresh_seconds:
-                self._entries = await asyncio.get_running_loop().run_in_executor(
-                    None, registry_entries, list(self.registries), Path(self.metadata_dir)
-                )
-                self._entries_at = time.monotonic()
-        return self._entries
+        return await self._listing.entries()
 
     async def groups_of(self, name: str) -> list[str]:
         """A user's hub groups (the service's role may read them), cached 10 s."""

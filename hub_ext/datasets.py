@@ -6,19 +6,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
+from server_ext.catalog import CachedListing
+
+from .callers import per_user_caller
 from .profiles import ConfigError
 
 
@@ -80,40 +81,25 @@ def visible(
     ]
 
 
-class _Listing:
-    """Registry listing shared by all requests, refreshed at most every N seconds."""
-
-    entries: list[dict[str, Any]] = []
-    at: float = 0.0
-    lock: asyncio.Lock | None = None
+_listings: dict[tuple[tuple[str, ...], str, float], CachedListing] = {}
 
 
 async def all_entries(catalog: DatasetCatalog) -> list[dict[str, Any]]:
-    from server_ext.catalog import registry_entries
-
-    if _Listing.lock is None:
-        _Listing.lock = asyncio.Lock()
-    async with _Listing.lock:
-        if time.monotonic() - _Listing.at > catalog.refresh_seconds or not _Listing.at:
-            import tempfile
-
-            cache = Path(catalog.metadata_dir or Path(tempfile.gettempdir()) / "dsplatform-hub")
-            _Listing.entries = await asyncio.get_running_loop().run_in_executor(
-                None, registry_entries, list(catalog.registries), cache
-            )
-            _Listing.at = time.monotonic()
-    return _Listing.entries
+    """The registries' datasets, shared by every request of this hub."""
+    cache = catalog.metadata_dir or str(Path(tempfile.gettempdir()) / "dsplatform-hub")
+    key = (tuple(catalog.registries), cache, float(catalog.refresh_seconds))
+    if key not in _listings:
+        _listings[key] = CachedListing(
+            list(catalog.registries), Path(cache), catalog.refresh_seconds
+        )
+    return await _listings[key].entries()
 
 
 class DatasetsAPIHandler(APIHandler):
     """``GET /hub/api/dsplatform/datasets``: ``{"datasets": [...]}`` for the calling user."""
 
     async def get(self) -> None:
-        caller = self.current_user
-        if caller is None:
-            raise web.HTTPError(403, "Authentication required (a user token or login cookie)")
-        if isinstance(caller, orm.Service):
-            raise web.HTTPError(400, "The dataset catalog is per user: call with a user's token")
+        caller = per_user_caller(self, "The dataset catalog")
         catalog = DatasetCatalog(config=self.settings["config"])
         restrictions = check_dataset_groups(catalog.dataset_groups)
         try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .accounting import GpuAccounting
+from .callers import per_user_caller
 from .policy import load_policy
 from .reservations import Ledger
 from .usage import usage_report
@@ -18,11 +18,7 @@ class UsageAPIHandler(APIHandler):
     """Usage report for the token's user; admins may ask for ``?user=NAME``."""
 
     async def get(self) -> None:
-        caller = self.current_user
-        if caller is None:
-            raise web.HTTPError(403, "Authentication required (a user token or login cookie)")
-        if isinstance(caller, orm.Service):
-            raise web.HTTPError(400, "Usage is reported per user: call with a user's token")
+        caller = per_user_caller(self, "Usage")
         target = caller
         wanted = self.get_argument("user", None)
         if wanted and wanted != caller.name:

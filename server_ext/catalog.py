@@ -8,8 +8,10 @@ catalog. Both give the same entries: name, registry, description, labels, versio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -48,6 +50,30 @@ def registry_entries(urls: Sequence[str], cache_dir: Path) -> list[dict[str, Any
                 "path": latest.path,
             }
     return list(seen.values())
+
+
+class CachedListing:
+    """A registry listing shared by concurrent requests, read again after ``refresh`` s.
+
+    The reading runs in a worker thread; callers on an event loop await :meth:`entries`.
+    """
+
+    def __init__(self, urls: Sequence[str], cache_dir: Path, refresh: float = 30.0) -> None:
+        self.urls, self.cache_dir, self.refresh = list(urls), cache_dir, refresh
+        self._entries: list[dict[str, Any]] = []
+        self._at: float | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def entries(self) -> list[dict[str, Any]]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._at is None or time.monotonic() - self._at > self.refresh:
+                self._entries = await asyncio.get_running_loop().run_in_executor(
+                    None, registry_entries, self.urls, self.cache_dir
+                )
+                self._at = time.monotonic()
+        return self._entries
 
 
 class RegistryCatalog:

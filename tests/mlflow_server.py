@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from hub_ext.mlflow_service import MLFLOW_SERVER_ENV, mlflow_server_command
 
 from .hub import free_port
 
@@ -47,16 +48,8 @@ class MLflowServer:
     def start(self, timeout: float = 90) -> MLflowServer:
         if self.running:
             return self
-        command = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.base / 'mlflow.db'}",
-            "--artifacts-destination", os.fspath(self.base / "artifacts"),
-            "--serve-artifacts",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", "1",
-        ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        command = mlflow_server_command(self.base, self.port)
+        env = {**os.environ, **MLFLOW_SERVER_ENV}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
