@@ -14,6 +14,11 @@ Environment:
                          (default 4) so the GPU profile and its quotas can be tried
   DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
                          replace anything here (site profiles, quotas, groups, ports)
+  DSPLATFORM_AUTH        "shared-password" (default) or "oauth": GenericOAuthenticator from
+                         OAUTH_* variables (see hub_ext/oauth_config.py), groups from the IdP
+  DSPLATFORM_CHART_VALUES  kubernetes mode: the Helm chart's hub values file (ConfigMap)
+  DSPLATFORM_DEMO_REGISTRY  kubernetes mode: "1" builds the demo data registry too (for the
+                         Kubernetes-API emulator in tests/, whose pods run on this machine)
 """
 
 import os
@@ -25,8 +30,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # works from a checkout without `pip install`
     sys.path.insert(0, str(HERE))
 
+from hub_ext.chart_config import configure_from_chart  # noqa: E402
 from hub_ext.demo_registry import ensure_demo_registry  # noqa: E402
 from hub_ext.gpus import detect_nvidia_gpus  # noqa: E402
+from hub_ext.oauth_config import configure_auth  # noqa: E402
 from hub_ext.setup import configure  # noqa: E402
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
@@ -133,7 +140,8 @@ c.QuotaPolicy.pools = {GPU_TYPE: len(DEVICES)}
 
 # --- datasets -----------------------------------------------------------------------------
 # A demo DVC data registry (iris, churn; two versions each) is created on first start.
-c.DatasetCatalog.registries = [str(ensure_demo_registry(STATE / "registries" / "demo"))]
+if MODE == "local" or os.environ.get("DSPLATFORM_DEMO_REGISTRY"):  # e.g. the kube emulator
+    c.DatasetCatalog.registries = [str(ensure_demo_registry(STATE / "registries" / "demo"))]
 c.DatasetCatalog.dataset_groups = {"churn": ["ml-research"]}
 c.DatasetCatalog.metadata_dir = str(STATE / "hub-registry-metadata")
 c.ProfileSpawner.dataset_cache_dir = str(STATE / "cache")  # shared by every sandbox
@@ -149,9 +157,17 @@ c.PlatformCatalog.port = int(os.environ.get("DSPLATFORM_CATALOG_PORT", "10101"))
 c.PlatformCatalog.predict_groups = ["product"]  # tokens with custom:dsplatform:predict
 c.JupyterHub.load_groups = {**c.JupyterHub.load_groups, "product": {"users": ["paul"]}}
 
+# --- authentication: OAuth / OpenID Connect (DSPLATFORM_AUTH=oauth) ------------------------
+# GenericOAuthenticator from OAUTH_* variables; the identity provider's groups claim becomes
+# the user's hub groups at every login (and replaces the demo groups above).
+configure_auth(c, os.environ)
+
 # --- spawner ------------------------------------------------------------------------------
 if MODE == "kubernetes":
     c.JupyterHub.spawner_class = "dsplatform-kube"
+    c.KubeSpawner.cmd = ["jupyterhub-singleuser"]  # as z2jh: not the image's CMD
+    if os.environ.get("DSPLATFORM_CHART_VALUES"):  # installed by the Helm chart
+        configure_from_chart(c, os.environ["DSPLATFORM_CHART_VALUES"], os.environ)
 else:
     c.JupyterHub.spawner_class = "dsplatform-local"
     c.JupyterHub.allow_named_servers = True
@@ -166,12 +182,14 @@ if EXTRA:
 # the usage API and the idle culler. Keep this line last.
 configure(c)
 
-print(
-    "\n  dsplatform (local mode) at "
-    f"{c.JupyterHub.bind_url}\n"
-    f"  log in with any user name and the password: {c.SharedPasswordAuthenticator.user_password}\n"
-    f"  (user 'admin' uses the admin password in {STATE / 'admin_password'};"
-    " 'alice' is in group ml-research)\n",
-    file=sys.stderr,
-    flush=True,
-)
+if c.JupyterHub.authenticator_class == "shared-password" and MODE == "local":
+    print(
+        "\n  dsplatform (local mode) at "
+        f"{c.JupyterHub.bind_url}\n"
+        "  log in with any user name and the password: "
+        f"{c.SharedPasswordAuthenticator.user_password}\n"
+        f"  (user 'admin' uses the admin password in {STATE / 'admin_password'};"
+        " 'alice' is in group ml-research)\n",
+        file=sys.stderr,
+        flush=True,
+    )

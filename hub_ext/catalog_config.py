@@ -9,6 +9,8 @@ from typing import Any
 from traitlets import Bool, Int, List, Unicode
 from traitlets.config import Configurable
 
+from .profiles import ConfigError
+
 SERVICE = "catalog"
 PREDICT_SCOPE = "custom:dsplatform:predict"
 ACCESS = f"access:services!service={SERVICE}"
@@ -22,7 +24,22 @@ class PlatformCatalog(Configurable):
         help="Run the catalog service as a hub-managed service (the embedded config does).",
     ).tag(config=True)
 
-    port = Int(10101, help="Port of the catalog service on 127.0.0.1.").tag(config=True)
+    port = Int(10101, help="Port of the catalog service.").tag(config=True)
+
+    host = Unicode(
+        "127.0.0.1",
+        help="""Host name under which the proxy and sandboxes reach the catalog service (its
+        hub service URL is http://HOST:PORT). On Kubernetes: the hub's Service name.
+
+            c.PlatformCatalog.host = "dsplatform-hub"
+        """,
+    ).tag(config=True)
+
+    bind_ip = Unicode(
+        "",
+        help="""Address the catalog service listens on; default: `host` (on Kubernetes
+        "0.0.0.0", since the Service name is not an address of the hub pod).""",
+    ).tag(config=True)
 
     predict_groups = List(
         Unicode(),
@@ -39,6 +56,16 @@ class PlatformCatalog(Configurable):
     ).tag(config=True)
 
 
+def check_catalog(settings: PlatformCatalog) -> None:
+    """Refuse a host or bind address that cannot be put into a URL."""
+    for name in ("host", "bind_ip"):
+        value = getattr(settings, name)
+        if any(ch in value for ch in "/:@ ") or (name == "host" and not value):
+            raise ConfigError(
+                f"c.PlatformCatalog.{name}: {value!r} is not a host name or IPv4 address"
+            )
+
+
 def catalog_service(
     settings: PlatformCatalog,
     *,
@@ -48,15 +75,18 @@ def catalog_service(
     tracking_uri: str,
 ) -> dict[str, Any]:
     """The hub service entry of the catalog."""
+    command = [
+        sys.executable,
+        "-m",
+        "hub_ext.catalog_service",
+        f"--CatalogService.max_request_bytes={settings.max_request_bytes}",
+    ]
+    if settings.bind_ip and settings.bind_ip != settings.host:
+        command.append(f"--CatalogService.service_url=http://{settings.bind_ip}:{settings.port}")
     return {
         "name": SERVICE,
-        "url": f"http://127.0.0.1:{settings.port}",
-        "command": [
-            sys.executable,
-            "-m",
-            "hub_ext.catalog_service",
-            f"--CatalogService.max_request_bytes={settings.max_request_bytes}",
-        ],
+        "url": f"http://{settings.host}:{settings.port}",
+        "command": command,
         "environment": {
             "DSPLATFORM_CATALOG": json.dumps(
                 {

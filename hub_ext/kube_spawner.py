@@ -1,106 +1,40 @@
 """``dsplatform-kube``: KubeSpawner governed by the same profiles and quotas.
 
-:func:`pod_settings` maps a grant to KubeSpawner trait values (pure, unit-tested against
-``get_pod_manifest`` and the official Kubernetes schemas); the spawner sets them before
-KubeSpawner builds the pod. The profile's ``kubespawner_override`` is merged last.
+:func:`~hub_ext.kube_pod.pod_settings` maps a grant to KubeSpawner trait values (pure,
+unit-tested against ``get_pod_manifest`` and the official Kubernetes schemas); the spawner
+sets them before KubeSpawner builds the pod. While KubeSpawner waits for the pod,
+:func:`~hub_ext.kube_failures.start_failure` reads its status: an unschedulable pod or an
+image that cannot be pulled ends the spawn at once with the cluster's reason, the pod is
+deleted and the reservation released (instead of waiting for ``start_timeout``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+import copy
 from typing import Any
 
+from jupyterhub.spawner import SpawnException
 from kubespawner import KubeSpawner
-from traitlets import Dict, Unicode
+from traitlets import Dict, List, Unicode
 
+from .kube_failures import FAIL_FAST_REASONS, start_failure
+from .kube_pod import label_value, pod_settings, preload_init_container
 from .options import Request
 from .reservations import Grant
 from .spawner_base import ProfileSpawner
 
-_LABEL_RE = re.compile(r"[^A-Za-z0-9._-]")
+__all__ = ["ProfileKubeSpawner", "label_value", "pod_settings", "preload_init_container"]
 
-
-def label_value(text: str) -> str:
-    """A valid Kubernetes label value (<= 63 chars, alphanumeric at both ends)."""
-    value = _LABEL_RE.sub("-", text)[:63].strip("-._")
-    return value or "x"
-
-
-def pod_settings(
-    grant: Grant,
-    request: Request,
-    *,
-    gpu_resource: str = "nvidia.com/gpu",
-    gpu_scheduling: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """KubeSpawner trait values for a grant (pure).
-
-    Extended resources must have request == limit, so GPUs are set as both guarantee
-    and limit.
-    """
-    profile = request.profile
-    settings: dict[str, Any] = {
-        "cpu_limit": grant.cpu,
-        "cpu_guarantee": grant.cpu,
-        "mem_limit": grant.memory,
-        "mem_guarantee": grant.memory,
-        "extra_labels": {
-            "dsplatform/profile": label_value(profile.slug),
-            "dsplatform/user": label_value(grant.user),
-        },
-    }
-    if profile.toolchain is not None and profile.toolchain.image:
-        settings["image"] = profile.toolchain.image
-    if grant.gpus and grant.gpu_type:
-        settings["extra_resource_limits"] = {gpu_resource: str(grant.gpus)}
-        settings["extra_resource_guarantees"] = {gpu_resource: str(grant.gpus)}
-        scheduling = (gpu_scheduling or {}).get(grant.gpu_type, {})
-        if "node_selector" in scheduling:
-            settings["node_selector"] = dict(scheduling["node_selector"])
-        if "tolerations" in scheduling:
-            settings["tolerations"] = list(scheduling["tolerations"])
-    if grant.disk is not None:
-        settings["storage_pvc_ensure"] = True
-        settings["storage_capacity"] = str(grant.disk)
-    for key, value in profile.kubespawner_override.items():
-        if isinstance(value, Mapping) and isinstance(settings.get(key), Mapping):
-            settings[key] = {**settings[key], **value}
-        else:
-            settings[key] = value
-    return settings
-
-
-PRELOAD_ENV_PREFIXES = ("DSDATA_", "DSPLATFORM_", "JUPYTERHUB_API_", "JUPYTERHUB_USER")
-
-
-def preload_init_container(
-    *,
-    image: str,
-    datasets: Sequence[str],
-    env: Mapping[str, str],
-    volume_mounts: Sequence[Any],
-    working_dir: str | None,
-) -> dict[str, Any]:
-    """The init container that pulls a profile's datasets before the notebook starts (pure).
-
-    It runs the same entry point as local mode (``python -m server_ext.preload``) in the
-    toolchain image, with the sandbox's data environment and volumes.
-    """
-    container: dict[str, Any] = {
-        "name": "dsdata-preload",
-        "image": image,
-        "command": ["python", "-m", "server_ext.preload", *datasets],
-        "env": [
-            {"name": k, "value": v}
-            for k, v in sorted(env.items())
-            if k.startswith(PRELOAD_ENV_PREFIXES)
-        ],
-        "volumeMounts": list(volume_mounts),
-    }
-    if working_dir:
-        container["workingDir"] = working_dir
-    return container
+# KubeSpawner traits that pod_settings merges with the admin's own values
+MERGED_TRAITS = (
+    "extra_labels",
+    "node_selector",
+    "tolerations",
+    "volumes",
+    "volume_mounts",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+)
 
 
 def _escape_braces(value: Any) -> Any:
@@ -118,12 +52,17 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
 
     gpu_resource_name = Unicode(
         "nvidia.com/gpu",
-        help="Extended resource name that requests GPUs (the device plugin's).",
+        help="""Extended resource name that requests GPUs (the device plugin's), e.g.
+        "nvidia.com/gpu" or a MIG slice "nvidia.com/mig-1g.10gb".
+
+            c.ProfileKubeSpawner.gpu_resource_name = "nvidia.com/gpu"
+        """,
     ).tag(config=True)
 
     gpu_scheduling = Dict(
         {},
-        help="""Node selector and tolerations per GPU type.
+        help="""Node selector and tolerations per GPU type, added to pods that get GPUs of
+        that type (merged with c.KubeSpawner.node_selector / tolerations).
 
             c.ProfileKubeSpawner.gpu_scheduling = {
                 "nvidia-a100": {
@@ -135,15 +74,67 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
         """,
     ).tag(config=True)
 
+    workspace_path = Unicode(
+        "/home/jovyan",
+        help="""Where the user's workspace is mounted in the pod (the image's home). It is
+        the server's PVC when the profile has a disk, else an emptyDir shared by the dataset
+        preload init container and the notebook. "" mounts nothing (e.g. when
+        c.KubeSpawner.volume_mounts already mounts a home; a mount of yours at this path
+        wins anyway). Sandboxes get it as DSPLATFORM_WORKSPACE.
+
+            c.ProfileKubeSpawner.workspace_path = "/home/jovyan"
+        """,
+    ).tag(config=True)
+
+    dataset_cache_volume = Dict(
+        {},
+        help="""The shared dataset cache: a volume source (without "name") mounted in every
+        sandbox at c.ProfileSpawner.dataset_cache_dir (DSDATA_CACHE_DIR). Use a
+        ReadWriteMany claim (NFS, CephFS, ...) so all sandboxes share one cache.
+
+            c.ProfileKubeSpawner.dataset_cache_volume = {
+                "persistentVolumeClaim": {"claimName": "dsdata-cache"}}
+            c.ProfileKubeSpawner.dataset_cache_dir = "/srv/dsdata-cache"
+        """,
+    ).tag(config=True)
+
+    fail_fast_on = List(
+        Unicode(),
+        list(FAIL_FAST_REASONS),
+        help=f"""Pod states that end a spawn at once instead of after start_timeout, with the
+        cluster's reason in the spawn progress and the error: {", ".join(FAIL_FAST_REASONS)}.
+        On a cluster with an autoscaler, where an unschedulable pod may get a new node,
+        leave out "Unschedulable".
+
+            c.ProfileKubeSpawner.fail_fast_on = ["ErrImagePull", "ImagePullBackOff",
+                                                 "InvalidImageName"]
+        """,
+    ).tag(config=True)
+
+    _configured: dict[str, Any] | None = None
+    _waiting_for_pod = False
+
     def apply_grant(self, grant: Grant, request: Request) -> None:
         super().apply_grant(grant, request)
+        if self._configured is None:  # the admin's values, before the first grant
+            self._configured = {k: copy.deepcopy(getattr(self, k)) for k in MERGED_TRAITS}
         for key, value in pod_settings(
             grant,
             request,
             gpu_resource=self.gpu_resource_name,
             gpu_scheduling=self.gpu_scheduling,
+            workspace_path=self.workspace_path,
+            cache_volume=self.dataset_cache_volume,
+            cache_path=self.dataset_cache_dir,
+            base=self._configured,
         ).items():
             setattr(self, key, value)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        if self.workspace_path:
+            env["DSPLATFORM_WORKSPACE"] = self.workspace_path
+        return env
 
     async def before_launch(self) -> None:
         """Add the dataset preload init container (needs the server's token in its env)."""
@@ -154,8 +145,8 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             image=self.image,
             datasets=request.profile.datasets,
             env=self.get_env(),
-            volume_mounts=self.volume_mounts,
-            working_dir=self.working_dir or None,
+            volume_mounts=self._sorted_dict_values(self._expand_all(self.volume_mounts)),
+            working_dir=self.working_dir or self.workspace_path or None,
         )
         # KubeSpawner expands {placeholders} in init containers: keep our values literal
         preload = _escape_braces(preload)
@@ -164,6 +155,27 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             c for c in existing if not (isinstance(c, dict) and c.get("name") == "dsdata-preload")
         ]
         self.init_containers = [*others, preload]
+
+    # --- fail fast ------------------------------------------------------------------------
+    async def _start(self) -> Any:
+        self._waiting_for_pod = True
+        try:
+            return await super()._start()
+        finally:
+            self._waiting_for_pod = False
+
+    def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
+        """KubeSpawner polls this while it waits for the pod: a pod that cannot start
+        ends the spawn here (the hub then deletes the pod; the reservation is released)."""
+        if self._waiting_for_pod:
+            failure = start_failure(pod, self.fail_fast_on)
+            if failure is not None:
+                self.log.warning("dsplatform: %s cannot start: %s", self._log_name, failure.message)
+                raise SpawnException(
+                    failure.message, reason=failure.label, status_code=failure.status_code
+                )
+        running: bool = super().is_pod_running(pod)
+        return running
 
     # KubeSpawner's own profile_list machinery is replaced by dsplatform's profiles.
     async def load_user_options(self) -> None:

@@ -1,7 +1,10 @@
-"""The platform's MLflow tracking server as a hub-managed service (local mode).
+"""The platform's MLflow tracking server: a hub-managed service, or one run elsewhere.
 
-``mlflow server`` with a SQLite backend store and a proxied artifact store under the state
-directory, bound to 127.0.0.1; sandboxes get its URL as ``MLFLOW_TRACKING_URI``.
+Local mode: ``mlflow server`` with a SQLite backend store and a proxied artifact store under
+the state directory, bound to 127.0.0.1. Kubernetes mode: the Helm chart runs MLflow (on
+PostgreSQL) as its own Deployment and the hub only points sandboxes at it
+(``c.PlatformMLflow.external_url``). Either way sandboxes get the URL as
+``MLFLOW_TRACKING_URI``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
+
+from .profiles import ConfigError
 
 
 class PlatformMLflow(Configurable):
@@ -33,6 +38,16 @@ class PlatformMLflow(Configurable):
 
     workers = Int(1, help="gunicorn/uvicorn workers of the MLflow server.").tag(config=True)
 
+    external_url = Unicode(
+        "",
+        help="""URL of an MLflow tracking server the hub does not run (the Helm chart's
+        MLflow Service). Sandboxes and the catalog service use it; the hub starts no MLflow
+        of its own, so `enabled` must stay False.
+
+            c.PlatformMLflow.external_url = "http://dsplatform-mlflow:5000"
+        """,
+    ).tag(config=True)
+
 
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # halves start-up
 
@@ -50,6 +65,19 @@ def mlflow_server_command(base: Path, port: int, workers: int = 1) -> list[str]:
         "--workers", str(workers),
     ]
     # fmt: on
+
+
+def check_mlflow(settings: PlatformMLflow) -> None:
+    """Refuse a hub-run MLflow and an external one at once, and a URL that is not http(s)."""
+    if settings.external_url and settings.enabled:
+        raise ConfigError(
+            "c.PlatformMLflow: set either enabled (the hub runs MLflow) or external_url "
+            "(MLflow runs elsewhere), not both"
+        )
+    if settings.external_url and not settings.external_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"c.PlatformMLflow.external_url: {settings.external_url!r} is not an http(s) URL"
+        )
 
 
 def mlflow_service(settings: PlatformMLflow) -> tuple[dict[str, Any], str]:

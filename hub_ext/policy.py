@@ -114,6 +114,11 @@ def load_policy(config: Config, spawner_class: type[Configurable]) -> Policy:
     if "gpu_devices" in spawner_class.class_traits():  # local mode: this machine's GPUs
         devices = parse_gpu_devices(trait_value(config, spawner_class, "gpu_devices"))
         check_local(profiles, toolchains, devices)
+    if "gpu_scheduling" in spawner_class.class_traits():  # Kubernetes mode
+        from .kube_pod import KUBE_CHECKED_TRAITS, check_kube_config
+
+        values = {name: trait_value(config, spawner_class, name) for name in KUBE_CHECKED_TRAITS}
+        check_kube_config(profiles, values, list(spawner_class.class_traits(config=True)))
     policy = Policy(toolchains=toolchains, profiles=profiles, quotas=quotas, gpu_devices=devices)
     _cache[key] = (config, policy)
     return policy

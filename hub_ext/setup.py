@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NoReturn
 
 from traitlets.config import Config, Configurable
 
@@ -23,10 +23,11 @@ from .catalog_config import (
     PlatformCatalog,
     catalog_roles,
     catalog_service,
+    check_catalog,
 )
 from .culler import PlatformIdleCulling, cull_interval
 from .datasets import DatasetCatalog, check_dataset_groups
-from .mlflow_service import PlatformMLflow, mlflow_service
+from .mlflow_service import PlatformMLflow, check_mlflow, mlflow_service
 from .policy import Policy, load_policy
 from .profiles import ConfigError
 
@@ -61,15 +62,22 @@ def idle_timeouts(policy: Policy, culling: PlatformIdleCulling) -> dict[str, int
     }
 
 
+def stop_invalid(error: ConfigError) -> NoReturn:
+    """Stop the hub at start-up with the message (it names the trait, key or variable)."""
+    print(f"dsplatform: invalid configuration: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
 def configure(c: Config) -> Policy:
     """Validate and wire dsplatform into the hub config ``c``; exit(1) on invalid config."""
     try:
         spawner_class = resolve_spawner_class(c.JupyterHub.get("spawner_class"))
         policy = load_policy(c, spawner_class)
         check_dataset_groups(DatasetCatalog(config=c).dataset_groups)
+        check_mlflow(PlatformMLflow(config=c))
+        check_catalog(PlatformCatalog(config=c))
     except ConfigError as e:
-        print(f"dsplatform: invalid configuration: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        stop_invalid(e)
 
     from .datasets import DatasetsAPIHandler
     from .usage_api import UsageAPIHandler
@@ -97,6 +105,8 @@ def configure(c: Config) -> Policy:
         c.JupyterHub.services = [*services, service]
         if not c.ProfileSpawner.get("mlflow_tracking_uri"):
             c.ProfileSpawner.mlflow_tracking_uri = tracking_uri
+    elif mlflow.external_url and not c.ProfileSpawner.get("mlflow_tracking_uri"):
+        c.ProfileSpawner.mlflow_tracking_uri = mlflow.external_url  # e.g. the chart's Service
 
     catalog = PlatformCatalog(config=c)
     if catalog.enabled:
@@ -126,7 +136,7 @@ def configure(c: Config) -> Policy:
             c.Spawner.server_token_scopes = [*scopes, ACCESS]
         if not c.ProfileSpawner.get("catalog_url"):
             c.ProfileSpawner.catalog_url = (
-                f"http://127.0.0.1:{catalog.port}/services/{SERVICE}/api/datasets"
+                f"http://{catalog.host}:{catalog.port}/services/{SERVICE}/api/datasets"
             )
 
     culling = PlatformIdleCulling(config=c)

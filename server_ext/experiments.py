@@ -443,6 +443,13 @@ class ExperimentService:
         client.set_terminated(run_id)
         return str(run_id)
 
+    @property
+    def ui_url(self) -> str | None:
+        """The MLflow UI for a browser: the tracking server when it is HTTP(S)."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        return self.tracking_uri.rstrip("/")
+
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str | None:
         if not self.tracking_uri.startswith("http"):
             return None

@@ -164,7 +164,13 @@ class ExperimentsHandler(DsdataHandler):
         except ValueError:
             raise InvalidReference("n must be a whole number") from None
         runs = await self.in_thread(self.experiments.log, n)
-        self.write_json({"runs": runs})
+        self.write_json(
+            {
+                "runs": runs,
+                "experiment": self.experiments.experiment_name,
+                "mlflow_url": self.experiments.ui_url,
+            }
+        )
 
     @web.authenticated
     async def post(self) -> None:

@@ -1,0 +1,145 @@
+/**
+ * The commands behind the sidebar's buttons and the command palette:
+ * pull a dataset, commit an experiment, publish a model, refresh, open.
+ */
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { CommandRegistry } from '@lumino/commands';
+import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
+
+import { askForm, CommitForm, PublishForm, PullForm } from './dialogs';
+import { commitRequest, FormError, publishRequest, pullRequest } from './forms';
+import { DsdataModel } from './model';
+
+export namespace CommandIDs {
+  export const open = 'dsdata:open';
+  export const refresh = 'dsdata:refresh';
+  export const pull = 'dsdata:pull';
+  export const commit = 'dsdata:commit';
+  export const publish = 'dsdata:publish';
+}
+
+export const CATEGORY = 'Data & Models';
+
+export interface ICommandOptions {
+  commands: CommandRegistry;
+  model: DsdataModel;
+  /** Reveal the sidebar. */
+  open: () => void;
+  /** The parent folder proposed for pulls (setting `pullFolder`). */
+  pullFolder: () => string;
+  palette: ICommandPalette | null;
+}
+
+function arg(args: ReadonlyPartialJSONObject, name: string): string {
+  const value = args[name];
+  return typeof value === 'string' ? value : '';
+}
+
+/**
+ * Run a dialog's request builder; a FormError becomes a notification.
+ */
+function build<F, R>(form: F, make: (form: F) => R): R | null {
+  try {
+    return make(form);
+  } catch (error) {
+    if (error instanceof FormError) {
+      Notification.error(error.message);
+      return null;
+    }
+    throw error;
+  }
+}
+
+export function addCommands(options: ICommandOptions): void {
+  const { commands, model, palette } = options;
+
+  commands.addCommand(CommandIDs.open, {
+    label: 'Open Data & Models',
+    caption: 'Show the Data & Models sidebar',
+    execute: () => options.open()
+  });
+
+  commands.addCommand(CommandIDs.refresh, {
+    label: 'Refresh Data & Models',
+    caption: 'Reload datasets, pulls, experiments and models',
+    execute: () => model.refreshAll()
+  });
+
+  commands.addCommand(CommandIDs.pull, {
+    label: 'Pull Dataset…',
+    caption: 'Pull a dataset version into a folder of the workspace',
+    execute: async args => {
+      options.open();
+      if (model.datasets.length === 0) {
+        await model.refreshDatasets();
+      }
+      if (model.datasets.length === 0) {
+        Notification.error('The dataset catalog is empty: nothing to pull');
+        return;
+      }
+      const form = await askForm(
+        'Pull a dataset',
+        new PullForm(
+          model.datasets,
+          arg(args, 'dataset'),
+          options.pullFolder()
+        ),
+        'Pull'
+      );
+      const request = form && build(form, pullRequest);
+      if (request) {
+        await model.pull(request);
+      }
+    }
+  });
+
+  commands.addCommand(CommandIDs.commit, {
+    label: 'Commit Experiment…',
+    caption:
+      'Commit code, outputs, params and metrics as one MLflow run (%dsdata commit)',
+    execute: async () => {
+      options.open();
+      const form = await askForm(
+        'Commit an experiment',
+        new CommitForm(),
+        'Commit'
+      );
+      const request = form && build(form, commitRequest);
+      if (request) {
+        await model.commit(request);
+      }
+    }
+  });
+
+  commands.addCommand(CommandIDs.publish, {
+    label: 'Publish Model…',
+    caption: 'Register a model version from a run or a path (%dsdata publish)',
+    execute: async args => {
+      options.open();
+      if (model.runs.length === 0) {
+        await model.refreshExperiments();
+      }
+      const form = await askForm(
+        'Publish a model',
+        new PublishForm(model.runs, arg(args, 'runId')),
+        'Publish'
+      );
+      const request = form && build(form, publishRequest);
+      if (request) {
+        await model.publish(request);
+      }
+    }
+  });
+
+  if (palette) {
+    for (const command of [
+      CommandIDs.pull,
+      CommandIDs.commit,
+      CommandIDs.publish,
+      CommandIDs.refresh,
+      CommandIDs.open
+    ]) {
+      palette.addItem({ command, category: CATEGORY });
+    }
+  }
+}

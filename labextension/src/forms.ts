@@ -1,0 +1,200 @@
+/**
+ * Pure translation of the dialogs' fields into REST requests. Values are
+ * checked by the server (one place for the rules); here only the shape of
+ * what was typed is checked, with a message naming the field.
+ */
+import type {
+  ICommitRequest,
+  IDataset,
+  IPublishRequest,
+  IPullRequest,
+  IRun
+} from './api';
+
+/**
+ * A field that cannot be turned into a request.
+ */
+export class FormError extends Error {}
+
+export interface IChoice {
+  value: string;
+  label: string;
+}
+
+/**
+ * Versions offered for a dataset: the latest, each version newest first, then
+ * each GTO stage with the version it points to.
+ */
+export function versionChoices(dataset: IDataset): IChoice[] {
+  const choices: IChoice[] = [
+    { value: '', label: `latest (${dataset.latest})` }
+  ];
+  for (const version of [...dataset.versions].reverse()) {
+    choices.push({ value: version, label: version });
+  }
+  for (const [stage, version] of Object.entries(dataset.stages ?? {}).sort()) {
+    choices.push({ value: stage, label: `${stage} (${version})` });
+  }
+  return choices;
+}
+
+/**
+ * The folder proposed for a pull: `FOLDER/NAME` (`data/iris` by default), a
+ * path relative to the server root as the file browser shows it.
+ */
+export function defaultPullPath(name: string, folder = 'data'): string {
+  const parent = folder.replace(/^\/+|\/+$/g, '');
+  return parent ? `${parent}/${name}` : name;
+}
+
+export interface IPullForm {
+  dataset: string;
+  version: string;
+  path: string;
+  force: boolean;
+}
+
+/**
+ * The `POST pulls` body of the pull dialog.
+ */
+export function pullRequest(form: IPullForm): IPullRequest {
+  const dataset = form.dataset.trim();
+  if (!dataset) {
+    throw new FormError('Choose a dataset to pull');
+  }
+  const request: IPullRequest = { dataset, force: form.force };
+  const version = form.version.trim();
+  if (version) {
+    request.version = version;
+  }
+  const path = form.path.trim().replace(/^\/+/, '');
+  if (path) {
+    request.path = path;
+  }
+  return request;
+}
+
+/**
+ * `key=value` pairs, one per line or separated by commas, into an object.
+ *
+ * @param kind `param` or `metric`, for the message
+ */
+export function parsePairs(text: string, kind: string): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const raw of text.split(/[\n,]/)) {
+    const item = raw.trim();
+    if (!item) {
+      continue;
+    }
+    const at = item.indexOf('=');
+    const key = at < 0 ? '' : item.slice(0, at).trim();
+    if (!key) {
+      throw new FormError(`Invalid ${kind} '${item}': use key=value`);
+    }
+    pairs[key] = item.slice(at + 1).trim();
+  }
+  return pairs;
+}
+
+/**
+ * Metrics as numbers where they are numbers; anything else is sent as typed,
+ * for the server to refuse with its own message.
+ */
+export function parseMetrics(text: string): Record<string, number | string> {
+  const metrics: Record<string, number | string> = {};
+  for (const [key, value] of Object.entries(parsePairs(text, 'metric'))) {
+    const number = Number(value);
+    metrics[key] = value !== '' && Number.isFinite(number) ? number : value;
+  }
+  return metrics;
+}
+
+/**
+ * Paths separated by commas, spaces or new lines.
+ */
+export function parsePaths(text: string): string[] {
+  return text
+    .split(/[\s,]+/)
+    .map(path => path.trim())
+    .filter(Boolean);
+}
+
+export interface ICommitForm {
+  message: string;
+  params: string;
+  metrics: string;
+  outputs: string;
+}
+
+/**
+ * The `POST experiments` body of the commit dialog.
+ */
+export function commitRequest(form: ICommitForm): ICommitRequest {
+  const message = form.message.trim();
+  if (!message) {
+    throw new FormError('A commit message is required');
+  }
+  const request: ICommitRequest = { message };
+  const params = parsePairs(form.params, 'param');
+  if (Object.keys(params).length) {
+    request.params = params;
+  }
+  const metrics = parseMetrics(form.metrics);
+  if (Object.keys(metrics).length) {
+    request.metrics = metrics;
+  }
+  const outputs = parsePaths(form.outputs);
+  if (outputs.length) {
+    request.outputs = outputs;
+  }
+  return request;
+}
+
+export interface IPublishForm {
+  model: string;
+  source: 'run' | 'path';
+  runId: string;
+  path: string;
+  alias: string;
+}
+
+/**
+ * The `POST models` body of the publish dialog: from a run or from a path.
+ */
+export function publishRequest(form: IPublishForm): IPublishRequest {
+  const model = form.model.trim();
+  if (!model) {
+    throw new FormError('A model name is required');
+  }
+  const request: IPublishRequest = { model };
+  if (form.source === 'run') {
+    const runId = form.runId.trim();
+    if (!runId) {
+      throw new FormError('Choose the run whose model to publish');
+    }
+    request.run_id = runId;
+  } else {
+    const path = form.path.trim();
+    if (!path) {
+      throw new FormError('Give the path of the model to publish');
+    }
+    request.path = path;
+  }
+  const alias = form.alias.trim();
+  if (alias) {
+    request.alias = alias;
+  }
+  return request;
+}
+
+/**
+ * Runs a model can be published from (those in MLflow), for a select.
+ */
+export function runChoices(runs: IRun[]): IChoice[] {
+  return runs
+    .filter(run => run.run_id)
+    .map(run => ({
+      value: run.run_id as string,
+      label: `${run.message || '(no message)'} · ${(run.run_id as string).slice(0, 8)}`
+    }));
+}

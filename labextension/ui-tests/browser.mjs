@@ -1,0 +1,41 @@
+/**
+ * What the browser stories share: Debian's chromium through playwright-core
+ * (Playwright's own browser downloads do not work on these machines) with the
+ * flags it needs here, and a log line with the seconds since the start.
+ */
+import { chromium } from 'playwright-core';
+
+const started = Date.now();
+
+export function log(...parts) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  console.log(`[${seconds}s]`, ...parts);
+}
+
+/** A new page of a headless chromium (CHROMIUM, default /usr/bin/chromium). */
+export async function launchPage() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run'
+    ]
+  });
+  const context = await browser.newContext({
+    viewport: { width: 1440, height: 900 }
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(Number(process.env.STEP_TIMEOUT_MS ?? 60000));
+  page.on('pageerror', error => log('page error:', error.message));
+  page.on('console', message => {
+    if (message.type() === 'error' || message.text().includes('dsdata')) {
+      log(`console.${message.type()}:`, message.text());
+    }
+  });
+  return { browser, page };
+}

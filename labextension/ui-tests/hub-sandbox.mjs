@@ -1,0 +1,75 @@
+/**
+ * The Data & Models sidebar in a sandbox spawned by JupyterHub, reached through
+ * the hub's proxy under /user/NAME/. Started by tests/test_lab_e2e.py with:
+ *
+ *   HUB_URL      the hub's public URL, e.g. http://127.0.0.1:8000
+ *   HUB_USER     the user whose server runs (profile with a preloaded dataset)
+ *   HUB_PASSWORD the shared password of the local default authenticator
+ *   PRELOADED    the dataset the profile preloads (into data/NAME)
+ *   PULL         a dataset to pull from the sidebar
+ *   ARTIFACTS    folder for screenshots
+ *   CHROMIUM     the browser (default /usr/bin/chromium)
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { launchPage, log } from './browser.mjs';
+
+const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
+const user = process.env.HUB_USER ?? 'alice';
+const out = process.env.ARTIFACTS ?? 'test-artifacts';
+fs.mkdirSync(out, { recursive: true });
+const sidebar = '#dsdata-sidebar';
+
+const { browser, page } = await launchPage();
+
+let failed = false;
+try {
+  await page.goto(`${hub}/hub/login?next=/user/${user}/lab`);
+  await page.fill('#username_input', user);
+  await page.fill('#password_input', process.env.HUB_PASSWORD ?? '');
+  await page.click('#login_submit');
+  await page.locator('#jp-main-dock-panel').waitFor();
+  log('JupyterLab of the sandbox at', page.url());
+  if (!page.url().startsWith(`${hub}/user/${user}/lab`)) {
+    throw new Error(`not the user's JupyterLab: ${page.url()}`);
+  }
+  await page
+    .locator('.jp-SideBar .lm-TabBar-tab[data-id="dsdata-sidebar"]')
+    .click();
+  const preloaded = process.env.PRELOADED ?? 'iris';
+  const row = page.locator(
+    `${sidebar} .dsdata-Pulled[data-path="data/${preloaded}"][data-state="unchanged"]`
+  );
+  await row.waitFor();
+  log('preloaded:', (await row.innerText()).replace(/\n/g, ' '));
+
+  const name = process.env.PULL ?? 'churn';
+  await page
+    .locator(`${sidebar} .dsdata-Dataset[data-name="${name}"] button`)
+    .click();
+  await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-accept').click();
+  await page
+    .locator('.jp-Notification-Toast-success')
+    .filter({ hasText: `into data/${name}` })
+    .first()
+    .waitFor();
+  await page
+    .locator(`${sidebar} .dsdata-Pulled[data-path="data/${name}"]`)
+    .waitFor();
+  log(
+    'pulled through the proxy:',
+    await page.locator('.dsdata-Pull-label').allInnerTexts()
+  );
+  await page.screenshot({ path: path.join(out, 'hub-sandbox.png') });
+} catch (error) {
+  failed = true;
+  console.error(error);
+  await page
+    .screenshot({ path: path.join(out, 'hub-sandbox-failure.png') })
+    .catch(() => undefined);
+} finally {
+  await browser.close();
+}
+log(failed ? 'FAILED' : 'all steps passed');
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,278 @@
+"""The Data & Models sidebar end to end: a real ``jupyter lab`` (this environment's, with the
+installed labextension and server_ext) over a temp project, two real DVC registries and the
+session's ``mlflow server``, driven in Debian's chromium by ``labextension/ui-tests/e2e.mjs``
+(playwright-core).
+
+The browser opens the sidebar, pulls two datasets (one with visible download progress),
+sees them in the file browser, sees a local edit as "modified" and a pull refused for it,
+commits an experiment (after a refused bad metric), publishes a model from a path and from
+a run, and finds the commands in the palette. Screenshots go to
+``test-artifacts/lab-e2e/`` (git-ignored). Afterwards the test checks the effects behind
+the UI: files, git, MLflow runs and the Model Registry. A second test opens the sidebar of a
+sandbox spawned by the real hub, through its proxy under ``/user/alice/``, and pulls there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from .hub import REPO, HubProcess, free_port
+from .mlflow_server import RESOURCES, MLflowServer, mlflow_server_fixture  # noqa: F401
+from .registries import (  # noqa: F401  (fixtures)
+    Registry,
+    big_registry_fixture,
+    dvc_site_cache_fixture,
+    expected_tree,
+    md5_tree,
+    registry_fixture,
+    release,
+)
+
+pytestmark = pytest.mark.lab
+
+LABEXTENSION = REPO / "labextension"
+ARTIFACTS = REPO / "test-artifacts" / "lab-e2e"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+class JupyterLab:
+    """``jupyter lab`` of this environment on a free port, token auth, its own dirs."""
+
+    def __init__(self, root: Path, home: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.home = home
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = home / "jupyter-lab.log"
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> JupyterLab:
+        settings = self.home / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        # no "fetch the news?" question in the way of the test's notifications
+        (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+        env = {
+            **self.env,
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),  # no user config
+            "JUPYTER_DATA_DIR": str(self.home / "data"),  # no user labextensions
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(self.home / "lab-settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(self.home / "workspaces"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        command = [
+            str(Path(sys.executable).parent / "jupyter-lab"),
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+        ]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status = requests.get(
+                    f"{self.url}api/status",
+                    headers={"Authorization": f"token {self.token}"},
+                    timeout=2,
+                )
+                if status.status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"jupyter lab did not answer within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, 15)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-8000:] if self.log_path.exists() else ""
+
+
+def pickled_model(path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(30, 2)), columns=["x1", "x2"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(LinearRegression().fit(X, X["x1"] * 2 - 1), f)
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, mlflow_server: MLflowServer, registry: Registry, big_registry: Registry
+) -> Iterator[JupyterLab]:
+    """JupyterLab over a fresh project with a sandbox's environment (user alice)."""
+    root = tmp_path / "lab-e2e-project"  # names the MLflow experiment
+    root.mkdir()
+    (root / "train.py").write_text("# trains a line\n")
+    pickled_model(root / "model" / "model.pkl")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DSDATA_CATALOG_URL", "DSPLATFORM_WORKSPACE", "DSDATA_LINK_TYPES",
+            "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "MLFLOW_TRACKING_TOKEN",
+            "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID",
+        }
+    }  # fmt: skip
+    env.update(
+        MLFLOW_TRACKING_URI=mlflow_server.url,
+        DSDATA_DVC_REMOTE=str(tmp_path / "dvc-remote"),
+        DSDATA_REGISTRIES=f"{registry.url},{big_registry.url}",
+        DSDATA_CACHE_DIR=str(tmp_path / "cache"),
+        JUPYTERHUB_USER="alice",
+        DSPLATFORM_PROFILE="cpu-small",
+        DSPLATFORM_RESOURCES=json.dumps(RESOURCES),
+    )
+    home = tmp_path / "lab-home"
+    home.mkdir()
+    server = JupyterLab(root, home, env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """``test-artifacts/lab-e2e/``, emptied once per run of this module."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+def run_node(script: str, env: dict[str, str], log: str) -> subprocess.CompletedProcess[str]:
+    """Run a ``labextension/ui-tests`` script; its output is printed and kept as ``log``."""
+    node = shutil.which("node")
+    assert node, "node is needed for the browser test (scripts/bootstrap needs it too)"
+    assert (LABEXTENSION / "node_modules" / "playwright-core").is_dir(), (
+        "playwright-core is missing: run scripts/bootstrap (npm ci in labextension/)"
+    )
+    assert Path(CHROMIUM).exists(), "chromium is missing: run scripts/system-deps"
+    proc = subprocess.run(
+        [node, f"ui-tests/{script}"],
+        cwd=LABEXTENSION,
+        env={**os.environ, **env, "ARTIFACTS": str(ARTIFACTS), "CHROMIUM": CHROMIUM},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = proc.stdout + proc.stderr
+    (ARTIFACTS / log).write_text(output)
+    print(output)  # shown by pytest on failure (and with -s)
+    return proc
+
+
+def test_sidebar_pull_commit_publish_in_chromium(
+    lab: JupyterLab,
+    mlflow_server: MLflowServer,
+    registry: Registry,
+    big_registry: Registry,
+    artifacts: Path,
+) -> None:
+    installed = Path(sys.prefix) / "share/jupyter/labextensions/dsplatform-labextension"
+    assert (installed / "package.json").exists(), "run scripts/bootstrap: the labextension"
+
+    env = {"LAB_URL": lab.url, "LAB_TOKEN": lab.token, "MLFLOW_URL": mlflow_server.url}
+    proc = run_node("e2e.mjs", env, "e2e.log")
+    assert proc.returncode == 0, (
+        f"the browser story failed (screenshots in {ARTIFACTS}):\n"
+        f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}\n--- jupyter lab log ---\n{lab.log()}"
+    )
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    shots = sorted(p.name for p in ARTIFACTS.glob("[0-9]*.png"))
+    assert not (ARTIFACTS / "failure.png").exists() and len(shots) >= 10, shots
+
+    # what the UI did, seen from behind it: files, lineage, git, MLflow, the registry
+    root = lab.root
+    assert md5_tree(root / "data" / "iris") == expected_tree(release("iris", "v1.1.0"))
+    assert len(md5_tree(root / "data" / "big")) == 50
+    assert "has local changes (1 file(s): iris.csv)" in summary["conflict"]
+    assert "Metric auc='high' is not a number" in summary["badMetric"]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(summary["runId"])
+    assert run.data.params == {"lr": "0.1", "depth": "3"}
+    assert run.data.metrics == {"auc": 0.875}
+    assert run.data.tags["mlflow.runName"] == "e2e: first run"
+    assert run.data.tags["dsdata.dataset.iris"] == f"v1.1.0@{registry.rev('iris@v1.1.0')}"
+    assert run.data.tags["dsdata.dataset.big"] == f"v2.0.0@{big_registry.rev('big@v2.0.0')}"
+    head = subprocess.run(
+        ["git", "log", "-1", "--format=%H %s"], cwd=root, capture_output=True, text=True
+    ).stdout.split(" ", 1)
+    assert head == [run.data.tags["dsdata.git_sha"], "e2e: first run\n"]
+    assert (root / "model.dvc").exists()  # the commit's output went to DVC
+
+    versions = {v.version: v for v in client.search_model_versions("name='iris-e2e'")}
+    assert sorted(versions) == ["1", "2"]
+    model = client.get_registered_model("iris-e2e")
+    assert model.aliases == {"staging": "1", "production": "2"}
+    # version 2 came from the run that published version 1 (the run's model)
+    assert versions["2"].tags["dsdata.run_id"] == versions["1"].tags["dsdata.run_id"]
+    assert versions["1"].tags["dsdata.git_sha"] == run.data.tags["dsdata.git_sha"]
+
+
+@pytest.mark.hub
+def test_sidebar_in_a_hub_sandbox_through_the_proxy(clean_hub: HubProcess, artifacts: Path) -> None:
+    """The sidebar of a sandbox that the hub spawned (cpu-small preloads iris@v1), under
+    ``/user/alice/`` behind configurable-http-proxy: logged in through the hub's form."""
+    hub = clean_hub
+    assert hub.spawn("alice", "", {"profile": "cpu-small"}).status_code in (201, 202)
+    hub.wait_ready("alice", timeout=120)
+    env = {
+        "HUB_URL": hub.url,
+        "HUB_USER": "alice",
+        "HUB_PASSWORD": (hub.state / "platform" / "user_password").read_text().strip(),
+        "PRELOADED": "iris",
+        "PULL": "churn",  # restricted to ml-research, which alice is in
+    }
+    proc = run_node("hub-sandbox.mjs", env, "hub-sandbox.log")
+    assert proc.returncode == 0, (
+        f"the browser story in the hub sandbox failed (screenshots in {ARTIFACTS}):\n"
+        f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}\n--- hub log ---\n{hub.log()}"
+    )
+    workspace = hub.state / "platform" / "users" / "alice"
+    assert (workspace / "data" / "churn").is_dir(), sorted(workspace.rglob("*"))[:20]
