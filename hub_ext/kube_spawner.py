@@ -118,7 +118,7 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
         super().apply_grant(grant, request)
         if self._configured is None:  # the admin's values, before the first grant
             self._configured = {k: copy.deepcopy(getattr(self, k)) for k in MERGED_TRAITS}
-        for key, value in pod_settings(
+        settings = pod_settings(
             grant,
             request,
             gpu_resource=self.gpu_resource_name,
@@ -127,8 +127,15 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             cache_volume=self.dataset_cache_volume,
             cache_path=self.dataset_cache_dir,
             base=self._configured,
-        ).items():
-            setattr(self, key, value)
+        )
+        # a spawner object serves every start of its server: whatever an earlier grant or
+        # profile set and this one does not (GPUs, a disk, an override) goes back to the
+        # admin's value
+        for key in settings:
+            if key not in self._configured:
+                self._configured[key] = copy.deepcopy(getattr(self, key))
+        for key, configured in self._configured.items():
+            setattr(self, key, copy.deepcopy(settings.get(key, configured)))
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
@@ -139,6 +146,11 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
     async def before_launch(self) -> None:
         """Add the dataset preload init container (needs the server's token in its env)."""
         request = self._request
+        existing: list[Any] = list(getattr(self, "init_containers", []))
+        others = [
+            c for c in existing if not (isinstance(c, dict) and c.get("name") == "dsdata-preload")
+        ]
+        self.init_containers = others  # none left from an earlier start of this server
         if request is None or not request.profile.datasets:
             return
         preload = preload_init_container(
@@ -150,10 +162,6 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
         )
         # KubeSpawner expands {placeholders} in init containers: keep our values literal
         preload = _escape_braces(preload)
-        existing: list[Any] = list(getattr(self, "init_containers", []))
-        others = [
-            c for c in existing if not (isinstance(c, dict) and c.get("name") == "dsdata-preload")
-        ]
         self.init_containers = [*others, preload]
 
     # --- fail fast ------------------------------------------------------------------------
@@ -163,6 +171,14 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             return await super()._start()
         finally:
             self._waiting_for_pod = False
+
+    async def stop(self, now: bool = False) -> None:
+        if self._waiting_for_pod:
+            # KubeSpawner's _start deleting a leftover pod that holds this server's name
+            # (409 on create) before it creates ours: the new server keeps its reservation
+            await KubeSpawner.stop(self, now=now)
+            return
+        await super().stop(now=now)
 
     def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
         """KubeSpawner polls this while it waits for the pod: a pod that cannot start

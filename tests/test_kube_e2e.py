@@ -222,6 +222,23 @@ def test_datasets_preload_in_an_init_container(khub: HubProcess, cluster: Emulat
     assert any(cache.rglob("*")), "the shared cache claim stayed empty"
 
 
+def test_a_leftover_pod_of_the_same_name_keeps_the_reservation(
+    khub: HubProcess, cluster: EmulatorProcess
+) -> None:
+    """KubeSpawner deletes a stale pod that holds the name (409) and stops "itself" to do
+    so, in the middle of the start: that must not give the new server's quota back."""
+    leftover = {"metadata": {"name": "jupyter-erin"}, "spec": {"containers": [{
+        "name": "notebook", "image": "python:3.11", "command": ["python", "-c", "import time; time.sleep(600)"]}]}}  # fmt: skip
+    old_uid = cluster.create("pods", NS, leftover)["metadata"]["uid"]
+    assert khub.spawn("erin", "", {"profile": "cpu-small", "cpu": 1}).status_code in (201, 202)
+    khub.wait_ready("erin", timeout=120)
+    assert pod_of(cluster, khub, "erin", "")["metadata"]["uid"] != old_uid
+    usage = khub.usage("erin")["usage"]
+    assert usage["servers"] == 1 and usage["cpu"] == 1
+    r = khub.spawn("erin", "second", {"profile": "cpu-small"})  # erin's limit: 1 server
+    assert r.status_code == 403 and "1 server" in r.json()["message"], r.text
+
+
 @pytest.mark.parametrize(("user", "options", "status", "message"), REFUSALS)
 def test_refusals_are_the_same_as_in_local_mode(
     khub: HubProcess, cluster: EmulatorProcess, user: str, options: dict, status: int, message: str

@@ -306,6 +306,8 @@ async def test_a_pod_runs_on_its_own_address_with_its_volumes_and_env(emu: Emula
     assert env["cwd"] == env["HOME"] and env["HOME"].endswith("/rootfs/prepare/home/jovyan")
     assert env["HOSTNAME"] == "web" and env["POD_IP"] == ip and env["TOKEN"] == "sekret"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "0" and env["URL"] == f"http://{ip}:8080/x"
+    log = await emu.api.read_namespaced_pod_log("web", "default")  # kubectl logs
+    assert '"GET /env.json HTTP/1.1" 200' in log
     reasons = [r for r, _ in emu.events("web")]
     for reason in ("Scheduled", "Pulled", "Created", "Started"):
         assert reason in reasons

@@ -339,6 +339,46 @@ def test_admin_config_survives_two_spawns_of_the_same_spawner():
     assert len(spawner.volumes) == 1
 
 
+@pytest.mark.usefixtures("kubeconfig")
+def test_a_later_start_of_the_same_server_keeps_nothing_of_the_earlier_one():
+    """GPU profile with a disk, datasets and an override, then a CPU profile on the same
+    spawner object: no GPUs, GPU node, disk, preload or override are left behind."""
+    c = Config()
+    c.KubeSpawner.extra_labels = {"team": "admin"}
+    c.KubeSpawner.tolerations = [{"key": "users", "operator": "Exists"}]
+    c.ProfileKubeSpawner.gpu_scheduling = SCHEDULING
+    gpu_spec = {**GPU_SPEC, "datasets": ["iris@v1"],
+                "kubespawner_override": {"extra_pod_config": {"priorityClassName": "gpu"}}}  # fmt: skip
+    gpu = grant_for(gpu_spec, {"gpus": 3})
+    cpu = grant_for({**BASE, "slug": "cpu"})
+
+    async def run() -> tuple[Any, Any]:
+        spawner = ProfileKubeSpawner(_mock=True, config=c)
+        pods = []
+        for grant, request in (gpu, cpu):
+            spawner.apply_grant(grant, request)
+            spawner._grant, spawner._request = grant, request
+            await spawner.before_launch()
+            async with ApiClient() as api:
+                pods.append(api.sanitize_for_serialization(await spawner.get_pod_manifest()))
+        return json.loads(json.dumps(pods[0])), (json.loads(json.dumps(pods[1])), spawner)
+
+    first, (second, spawner) = asyncio.run(run())
+    assert first["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "3"
+    assert first["spec"]["priorityClassName"] == "gpu" and first["spec"]["initContainers"]
+    assert kubernetes_validate.validate(second, K8S, strict=True) == K8S
+    resources = second["spec"]["containers"][0]["resources"]
+    assert resources["limits"] == resources["requests"] == {"cpu": 1.0, "memory": G}
+    assert second["spec"]["tolerations"] == [{"key": "users", "operator": "Exists"}]
+    assert "nodeSelector" not in second["spec"] and "priorityClassName" not in second["spec"]
+    assert "initContainers" not in second["spec"]
+    assert second["metadata"]["labels"]["team"] == "admin"
+    assert second["metadata"]["labels"]["dsplatform/profile"] == "cpu"
+    volumes = {v["name"]: v for v in second["spec"]["volumes"]}
+    assert volumes["dsplatform-workspace"] == {"name": "dsplatform-workspace", "emptyDir": {}}
+    assert spawner.storage_pvc_ensure is False and spawner.storage_capacity is None
+
+
 # --- the invariant: the pod requests exactly the granted GPUs, request == limit -------------------
 
 RESOURCE_NAMES = st.sampled_from(["nvidia.com/gpu", "nvidia.com/mig-1g.10gb", "amd.com/gpu", "example.com/fpga",
