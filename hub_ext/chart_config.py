@@ -182,6 +182,10 @@ def apply_chart_values(c: Config, values: Mapping[str, Any], env: Mapping[str, s
     c.KubeSpawner.automount_service_account_token = False
     for name, setting in sandbox_storage(values).items():
         setattr(c.KubeSpawner, name, setting)
+    # the chart's home PVC is the workspace (DSPLATFORM_WORKSPACE, the preload's target)
+    c.ProfileKubeSpawner.workspace_path = str(
+        value(values, "singleuser.storage", {}).get("homeMountPath") or "/home/jovyan"
+    )
 
 
 def load_chart_values(path: str | Path) -> dict[str, Any]:

@@ -138,6 +138,15 @@ def test_sandboxes_get_the_release_services_and_volumes() -> None:
     assert "storage_class" not in c.KubeSpawner  # the cluster's default StorageClass
     assert c.ProfileSpawner.dataset_cache_dir == "/srv/dsdata/cache"
     assert c.ProfileSpawner.dvc_remote == "/srv/dsdata/dvc-remote"
+    assert c.ProfileKubeSpawner.workspace_path == "/home/jovyan"
+
+
+def test_the_home_mount_is_the_workspace() -> None:
+    values = copy.deepcopy(VALUES)
+    values["singleuser"]["storage"]["homeMountPath"] = "/home/user"
+    c = applied(values)
+    assert {"name": "home", "mountPath": "/home/user"} in c.KubeSpawner.volume_mounts
+    assert c.ProfileKubeSpawner.workspace_path == "/home/user"
     assert c.KubeSpawner.image_pull_secrets == ["regcred"]
     assert c.KubeSpawner.automount_service_account_token is False
 
