@@ -7,7 +7,6 @@ a file that sets free ports, an admin service token and whatever the test adds.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from . import processes
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "dsplatform-test-admin-token-0123456789"
@@ -75,37 +76,20 @@ class HubProcess:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.env,
         }
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
-                cwd=self.state,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.session.get(f"{self.api_url}/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"hub did not answer within {timeout}s:\n{self.log()}")
+        command = [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")]
+        self.proc = processes.launch(command, cwd=self.state, env=env, log_path=self.log_path)
+        processes.wait_ready(
+            self.proc,
+            lambda: processes.answers(f"{self.api_url}/", session=self.session),
+            "hub",
+            timeout,
+            self.log,
+        )
+        return self
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM the hub (servers keep running if cleanup_servers is False)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        processes.stop(self.proc, timeout, term_group=False)
 
     @property
     def mlflow_url(self) -> str:
@@ -124,7 +108,7 @@ class HubProcess:
         raise TimeoutError(f"MLflow did not answer within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+        return processes.log_tail(self.log_path, 6000)
 
     # --- API -------------------------------------------------------------------------
     def api(

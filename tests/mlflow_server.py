@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from hub_ext.mlflow_service import MLFLOW_SERVER_ENV, mlflow_server_command
 
+from . import processes
 from .hub import free_port
 
 
@@ -51,51 +50,27 @@ class MLflowServer:
         command = mlflow_server_command(self.base, self.port)
         env = {**os.environ, **MLFLOW_SERVER_ENV}
         env.pop("MLFLOW_TRACKING_URI", None)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=self.base,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {self.proc.returncode}:\n{self.log()}"
-                )
-            if self.healthy():
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"mlflow server did not answer within {timeout}s:\n{self.log()}")
+        self.proc = processes.launch(command, cwd=self.base, env=env, log_path=self.log_path)
+        processes.wait_ready(
+            self.proc, self.healthy, "mlflow server", timeout, self.log, on_timeout=self.stop
+        )
+        return self
 
     def healthy(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+        return processes.answers(f"{self.url}/health")
 
     def stop(self, timeout: float = 20) -> None:
         """Stop the server (its whole process group) and wait until the port is closed."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        processes.stop(self.proc, timeout)
         self.proc = None
         deadline = time.monotonic() + timeout
         while self.healthy() and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+        return processes.log_tail(self.log_path, 6000)
 
 
 _servers: dict[str, MLflowServer] = {}

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from . import processes
 from .hub import free_port
 
 
@@ -39,35 +38,21 @@ class OIDCProvider:
         command += ["--port", str(self.port)]
         for sub, claims in self.users.items():
             command += ["--user-claims", json.dumps({"sub": sub, **claims})]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "NO_COLOR": "1"},
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"OIDC provider exited:\n{self.log()}")
-            try:
-                url = f"{self.issuer}/.well-known/openid-configuration"
-                if requests.get(url, timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"OIDC provider did not answer within {timeout}s:\n{self.log()}")
+        env = {**os.environ, "NO_COLOR": "1"}
+        self.proc = processes.launch(command, env=env, log_path=self.log_path)
+        url = f"{self.issuer}/.well-known/openid-configuration"
+        processes.wait_ready(
+            self.proc,
+            lambda: processes.answers(url),
+            "OIDC provider",
+            timeout,
+            self.log,
+            interval=0.1,
+        )
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        processes.stop(self.proc, 10)
 
     def set_claims(self, sub: str, claims: Mapping[str, Any]) -> None:
         """Replace a user's claims (the provider's admin changing their groups)."""
@@ -75,7 +60,7 @@ class OIDCProvider:
         response.raise_for_status()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        return processes.log_tail(self.log_path, 4000)
 
 
 def browser_login(

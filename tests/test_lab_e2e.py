@@ -21,15 +21,14 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 
+from . import processes
 from .hub import REPO, HubProcess, free_port
 from .mlflow_server import RESOURCES, MLflowServer, mlflow_server_fixture  # noqa: F401
 from .registries import (  # noqa: F401  (fixtures)
@@ -86,45 +85,24 @@ class JupyterLab:
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root}",
         ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                status = requests.get(
-                    f"{self.url}api/status",
-                    headers={"Authorization": f"token {self.token}"},
-                    timeout=2,
-                )
-                if status.status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"jupyter lab did not answer within {timeout}s:\n{self.log()}")
+        self.proc = processes.launch(command, cwd=self.root, env=env, log_path=self.log_path)
+        headers = {"Authorization": f"token {self.token}"}
+        processes.wait_ready(
+            self.proc,
+            lambda: processes.answers(f"{self.url}api/status", headers=headers),
+            "jupyter lab",
+            timeout,
+            self.log,
+            interval=0.3,
+            on_timeout=self.stop,
+        )
+        return self
 
     def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, 15)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
+        processes.stop(self.proc, timeout)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-8000:] if self.log_path.exists() else ""
+        return processes.log_tail(self.log_path, 8000)
 
 
 def pickled_model(path: Path) -> None:

@@ -7,7 +7,6 @@ kubeconfig it writes (``KUBECONFIG``).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from .. import processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,33 +49,31 @@ class EmulatorProcess:
             args += ["--namespace", ns]
         for pattern in self.unpullable:
             args += ["--unpullable", pattern]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited with {self.proc.returncode}:\n{self.log()}")
-            if self.kubeconfig.exists():
-                text = self.kubeconfig.read_text()
-                self.url = text.split('server: "', 1)[1].split('"', 1)[0]
-                return self
-            time.sleep(0.1)
-        raise TimeoutError(f"emulator did not start in {timeout}s:\n{self.log()}")
+        self.proc = processes.launch(args, cwd=REPO, log_path=self.log_path)
+        processes.wait_ready(
+            self.proc,
+            self._read_kubeconfig,
+            "emulator",
+            timeout,
+            self.log,
+            interval=0.1,
+            not_ready="did not start in",
+        )
+        return self
+
+    def _read_kubeconfig(self) -> bool:
+        """Ready once the kubeconfig is written; it names the server's URL."""
+        if not self.kubeconfig.exists():
+            return False
+        text = self.kubeconfig.read_text()
+        self.url = text.split('server: "', 1)[1].split('"', 1)[0]
+        return True
 
     def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        processes.stop(self.proc, timeout, term_group=False, kill_group=False)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        return processes.log_tail(self.log_path, 4000)
 
     # --- API, as kubectl would use it ---------------------------------------------------------
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
