@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from .hub import free_port
+from .processes import launch, log_tail, stop, wait_ready
 
 SUPERUSER = "postgres"
 
@@ -92,27 +92,33 @@ class PostgresServer:
             check=True, capture_output=True, timeout=timeout,
         )
         pwfile.unlink()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._as_owner([
-                    str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                    "-k", str(self.base), "-c", f"listen_addresses={self.host}",
-                    "-c", "fsync=off", "-c", "synchronous_commit=off",
-                    "-c", "full_page_writes=off", "-c", "max_connections=200",
-                ]),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        self.proc = launch(
+            self._as_owner([
+                str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                "-k", str(self.base), "-c", f"listen_addresses={self.host}",
+                "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200",
+            ]),
+            log_path=self.log_path,
+        )
         # fmt: on
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with contextlib.closing(self.connect()):
-                    return self
-            except Exception:  # not accepting connections yet
-                time.sleep(0.1)
-        raise TimeoutError(f"postgres did not accept connections in {timeout}s:\n{self.log()}")
+        wait_ready(
+            self.proc,
+            self.accepts_connections,
+            "postgres",
+            timeout,
+            self.log,
+            interval=0.1,
+            not_ready="did not accept connections in",
+        )
+        return self
+
+    def accepts_connections(self) -> bool:
+        try:
+            with contextlib.closing(self.connect()):
+                return True
+        except Exception:  # not accepting connections yet
+            return False
 
     def connect(self, database: str = "postgres", user: str = SUPERUSER, password: str = "") -> Any:
         import psycopg2
@@ -161,17 +167,11 @@ class PostgresServer:
         return f"postgresql+psycopg2://{user}@{self.host}:{self.port}/{database}"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop(self.proc, 30, term_signal=signal.SIGINT)  # SIGINT: fast shutdown
         shutil.rmtree(self.base, ignore_errors=True)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        return log_tail(self.log_path, 4000)
 
 
 @pytest.fixture(scope="session", name="postgres")

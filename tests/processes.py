@@ -84,15 +84,16 @@ def stop(
     *,
     term_group: bool = True,
     kill_group: bool = True,
+    term_signal: signal.Signals = signal.SIGTERM,
 ) -> None:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; each to the process group or just
-    the process. Nothing if there is no process or it has exited."""
+    """``term_signal`` (SIGTERM), wait up to ``timeout`` s, then SIGKILL; each to the process
+    group or just the process. Nothing if there is no process or it has exited."""
     if proc is None or proc.poll() is not None:
         return
     if term_group:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, term_signal)
     else:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(term_signal)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
