@@ -368,6 +368,7 @@ def test_network_policies(rendered) -> None:
         assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers] == [
             "proxy",
             "singleuser-server",
+            "hub",  # the catalog and culler services in the hub pod, through the Service
         ]
     proxy_in = allowed_from("-proxy")
     assert proxy_in[8000] == []  # the public port: from anywhere
