@@ -24,6 +24,7 @@ from .common import REPO, RESULTS, log, machine_info
 
 BENCHMARKS = (
     "bench_spawn",
+    "bench_kube_spawn",
     "bench_quota",
     "bench_storm",
     "bench_pull",
@@ -56,6 +57,54 @@ def spawn_row(r: dict[str, Any]) -> list[str]:
         f"{r['process_up_ratio_median']:.2f}) / goal <= {r['goal']['median_ratio']}: "
         f"{_ok(r['meets_goal'])}",
     ]
+
+
+def kube_spawn_row(r: dict[str, Any]) -> list[list[str]]:
+    """Two rows: spawn-to-ready, and time to failure of an unschedulable pod."""
+    d, a, p = r["stats"]["dsplatform"], r["stats"]["anchor"], r["params"]
+    rows = [
+        [
+            "Spawn-to-ready in Kubernetes mode (`bench_kube_spawn`): `dsplatform-kube`, "
+            "profile cpu-small, against the Kubernetes-API emulator",
+            "plain `kubespawner.KubeSpawner` (`profile_list`), same emulator, hub, proxy, "
+            "image, cmd, cpu/memory",
+            f"dsplatform median {d['ready_s']['p50']:.2f} s, p90 {d['ready_s']['p90']:.2f} s; "
+            f"anchor median {a['ready_s']['p50']:.2f} s, p90 {a['ready_s']['p90']:.2f} s "
+            f"(n = {d['ready_s']['n']} + {a['ready_s']['n']}, alternating); hub work before "
+            f"the pod is created: {d['pre_create_s']['p50'] * 1000:.0f} ms vs "
+            f"{a['pre_create_s']['p50'] * 1000:.0f} ms; pod create to single-user serving: "
+            f"{d['pod_up_s']['p50']:.2f} s vs {a['pod_up_s']['p50']:.2f} s; then until the "
+            f"hub sees it ready: {d['detect_s']['p50']:.2f} s vs {a['detect_s']['p50']:.2f} s",
+            f"{r['ratio_median']:.2f} (p90 {r['ratio_p90']:.2f}; pod-up "
+            f"{r['pod_up_ratio_median']:.2f}) / goal <= {r['goal']['median_ratio']}: "
+            f"{_ok(r['meets_goal'])}",
+        ]
+    ]
+    if d["fail_s"]["n"]:
+        anchor = (
+            f"anchor median {a['fail_s']['p50']:.2f} s, p90 {a['fail_s']['p90']:.2f} s "
+            f"(n = {a['fail_s']['n']}; KubeSpawner's own deadline has +-10 % jitter)"
+            if a["fail_s"]["n"]
+            else "anchor not run"
+        )
+        ratio = (
+            f"{r['fail_ratio_median']:.3f} of the anchor's time"
+            if r.get("fail_ratio_median") is not None
+            else f"{r['fail_vs_start_timeout']:.3f} of start_timeout"
+        )
+        rows.append(
+            [
+                "Time to failure of an unschedulable GPU pod (`bench_kube_spawn`): 2 GPUs "
+                "asked, 1 on the GPU node",
+                f"plain KubeSpawner, which waits for `start_timeout` ({p['start_timeout']:g} s "
+                "on both hubs)",
+                f"dsplatform median {d['fail_s']['p50']:.2f} s, p90 {d['fail_s']['p90']:.2f} s "
+                f"(n = {d['fail_s']['n']}; {', '.join(d['fail_how'])}, FailedScheduling in "
+                f"the message); {anchor}",
+                f"{ratio} / no goal",
+            ]
+        )
+    return rows
 
 
 def quota_row(r: dict[str, Any]) -> list[str]:
@@ -241,6 +290,7 @@ def predict_row(r: dict[str, Any]) -> list[str]:
 
 ROWS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "bench_spawn": spawn_row,
+    "bench_kube_spawn": kube_spawn_row,
     "bench_quota": quota_row,
     "bench_storm": storm_row,
     "bench_pull": pull_row,
