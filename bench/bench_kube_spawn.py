@@ -39,22 +39,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from tests.hub import ADMIN_TOKEN, HubProcess
+from tests.hub import HubProcess
 from tests.kube_emulator.process import EmulatorProcess
 
-from .bench_spawn import ANCHOR_CONFIG, spawn_once
+from .bench_spawn import ANCHOR_CONFIG, AnchorHub, spawn_once
 from .common import (
     OtherLoad,
     contention_note,
@@ -141,46 +137,13 @@ c.KubeSpawner.profile_list = [
 """
 
 
-class KubeAnchorHub(HubProcess):
+class KubeAnchorHub(AnchorHub):
     """A plain JupyterHub with KubeSpawner (config written by this script)."""
 
     def write_config(self) -> Path:
         path = self.state / "anchor_kube_config.py"
         path.write_text(self.extra_config)
         return path
-
-    def start(self, timeout: float = 60) -> KubeAnchorHub:
-        config = self.write_config()
-        env = {
-            **os.environ,
-            "BENCH_STATE_DIR": str(self.state / "anchor"),
-            "BENCH_PORT": str(self.port),
-            "BENCH_HUB_PORT": str(self.hub_port),
-            "BENCH_PROXY_API_PORT": str(self.proxy_api_port),
-            "BENCH_ADMIN_TOKEN": ADMIN_TOKEN,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            **self.env,
-        }
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the hub
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-            cwd=self.state,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"anchor hub exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.session.get(f"{self.api_url}/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"anchor hub did not answer within {timeout}s:\n{self.log()}")
 
 
 def wait_no_pods(emulator: EmulatorProcess, ns: str, timeout: float = 60) -> None:

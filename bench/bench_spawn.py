@@ -24,16 +24,14 @@ import datetime as dt
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tests.hub import ADMIN_TOKEN, REPO, HubProcess
+from tests.processes import answers, launch, wait_ready
 
 from .common import (
     OtherLoad,
@@ -68,26 +66,20 @@ class AnchorHub(HubProcess):
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.env,
         }
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the hub
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(ANCHOR_CONFIG)],
+        self.proc = launch(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.write_config())],
+            log_path=self.log_path,
             cwd=self.state,
             env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"anchor hub exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.session.get(f"{self.api_url}/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"anchor hub did not answer within {timeout}s:\n{self.log()}")
+        wait_ready(
+            self.proc,
+            lambda: answers(f"{self.api_url}/", session=self.session),
+            "anchor hub",
+            timeout,
+            self.log,
+        )
+        return self
 
 
 _STAMP = re.compile(r"^\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
