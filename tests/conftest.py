@@ -48,10 +48,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     try:
         yield process
     finally:
-        try:
-            process.stop_all_servers()
-        finally:
-            process.stop()
+        process.shutdown()
 
 
 @pytest.fixture

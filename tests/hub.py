@@ -91,6 +91,13 @@ class HubProcess:
         """SIGTERM the hub (servers keep running if cleanup_servers is False)."""
         processes.stop(self.proc, timeout, term_group=False)
 
+    def shutdown(self) -> None:
+        """Stop every server, then the hub (the end of a test's or fixture's hub)."""
+        try:
+            self.stop_all_servers()
+        finally:
+            self.stop()
+
     @property
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
@@ -175,3 +182,21 @@ class HubProcess:
         r.raise_for_status()
         data: dict[str, Any] = r.json()
         return data
+
+
+def assert_refuses_to_start(
+    cwd: Path, env: Mapping[str, str], message: str, timeout: float
+) -> None:
+    """The embedded config under ``env`` stops the hub at start-up with ``message`` (exit 1,
+    no hub database created under ``$DSPLATFORM_STATE_DIR``)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"dsplatform: invalid configuration: {message}" in proc.stderr
+    assert not (Path(env["DSPLATFORM_STATE_DIR"]) / "jupyterhub.sqlite").exists()

@@ -89,10 +89,7 @@ def chub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         process.paul = scoped_token(process, "paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
         yield process
     finally:
-        try:
-            process.stop_all_servers()
-        finally:
-            process.stop()
+        process.shutdown()
 
 
 def catalog(hub: HubProcess, path: str) -> str:

@@ -37,7 +37,4 @@ def test_idle_servers_are_culled_per_profile(tmp_path: Path) -> None:
         assert hub.usage("dora")["usage"]["servers"] == 1
         assert "Culling server dora/q" in hub.log()
     finally:
-        try:
-            hub.stop_all_servers()
-        finally:
-            hub.stop()
+        hub.shutdown()

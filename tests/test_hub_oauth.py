@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .hub import REPO, HubProcess
+from .hub import HubProcess, assert_refuses_to_start
 from .oidc_provider import OIDCProvider, browser_login
 
 pytestmark = pytest.mark.hub
@@ -83,10 +81,7 @@ def oauth_hub(
     try:
         yield hub
     finally:
-        try:
-            hub.stop_all_servers()
-        finally:
-            hub.stop()
+        hub.shutdown()
 
 
 def login(hub: HubProcess, sub: str) -> int:
@@ -187,14 +182,4 @@ def test_a_missing_or_wrong_variable_stops_the_hub_naming_it(
     # the demo registry the running hub built (building it again takes seconds)
     shutil.copytree(oauth_hub.state / "platform" / "registries", tmp_path / "state" / "registries")
     env["DSPLATFORM_EXTRA_CONFIG"] = str(hub.write_config())
-    proc = subprocess.run(
-        [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert f"dsplatform: invalid configuration: {message}" in proc.stderr
-    assert not (tmp_path / "state" / "jupyterhub.sqlite").exists()
+    assert_refuses_to_start(tmp_path, env, message, timeout=120)

@@ -65,7 +65,4 @@ def test_restart_keeps_accounting(tmp_path: Path) -> None:
         time.sleep(1.5)
         assert hub.usage("alice")["usage"]["gpu_hours_this_week"] == hours_at_stop
     finally:
-        try:
-            hub.stop_all_servers()
-        finally:
-            hub.stop()
+        hub.shutdown()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .hub import REPO
+from .hub import assert_refuses_to_start
 
 pytestmark = pytest.mark.hub
 
@@ -50,14 +48,4 @@ def test_invalid_config_refuses_to_start(tmp_path: Path, config: str, message: s
         "DSPLATFORM_STATE_DIR": str(tmp_path / "state"),
         "DSPLATFORM_EXTRA_CONFIG": str(extra),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert f"dsplatform: invalid configuration: {message}" in proc.stderr
-    assert not (tmp_path / "state" / "jupyterhub.sqlite").exists()
+    assert_refuses_to_start(tmp_path, env, message, timeout=60)

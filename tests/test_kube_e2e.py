@@ -85,10 +85,7 @@ def kube_hub(
     try:
         yield hub
     finally:
-        try:
-            hub.stop_all_servers()
-        finally:
-            hub.stop()
+        hub.shutdown()
 
 
 @pytest.fixture

@@ -90,10 +90,7 @@ def test_hub_state_lives_in_postgresql_across_a_restart(
         )  # fmt: skip
         assert stopped is not None
     finally:
-        try:
-            hub.stop_all_servers()
-        finally:
-            hub.stop()
+        hub.shutdown()
 
 
 def local_command(container: dict[str, Any], port: int, artifacts: Path) -> list[str]:
