@@ -53,10 +53,9 @@ from tests.kube_emulator.process import EmulatorProcess
 from .bench_spawn import ANCHOR_CONFIG, AnchorHub, spawn_once
 from .common import (
     OtherLoad,
-    contention_note,
     cpu_contention,
     log,
-    machine_info,
+    result_header,
     summarize,
     table,
     write_result,
@@ -439,16 +438,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"dsplatform time to failure / start_timeout: {fail_vs_timeout:.3f}")
     if failures["dsplatform"]:
         print(f"dsplatform's message: {failures['dsplatform'][0]['message']}")
-    during = others.stop()
-    note = contention_note(contention, during)
-    if note:
-        print(f"note: {note}")
     result = {
-        "name": NAME,
-        "machine": machine_info(),
-        "contention_before": contention,
-        "contention_during": during,
-        "params": vars(args),
+        **result_header(NAME, vars(args), contention, others),
         "goal": {"median_ratio": GOAL_RATIO},
         "hub_startup_s": startup,
         "stats": stats,

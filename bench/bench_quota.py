@@ -52,10 +52,9 @@ from hub_ext.units import parse_bytes
 
 from .common import (
     OtherLoad,
-    contention_note,
     cpu_contention,
     log,
-    machine_info,
+    result_header,
     summarize,
     table,
     write_result,
@@ -366,16 +365,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{worst_gpu_p99:.3f} ms (goal <= {GOAL_P99_MS} ms)"
     )
     print("('open' = GpuAccounting.open INSERT+COMMIT that admit also runs for GPU grants)")
-    during = others.stop()
-    note = contention_note(contention, during)
-    if note:
-        print(f"note: {note}")
     result = {
-        "name": NAME,
-        "machine": machine_info(),
-        "contention_before": contention,
-        "contention_during": during,
-        "params": vars(args),
+        **result_header(NAME, vars(args), contention, others),
         "goal": {"p99_ms": GOAL_P99_MS},
         "sizes": sizes,
         "growth": {

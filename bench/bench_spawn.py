@@ -35,10 +35,9 @@ from tests.processes import answers, launch, wait_ready
 
 from .common import (
     OtherLoad,
-    contention_note,
     cpu_contention,
     log,
-    machine_info,
+    result_header,
     summarize,
     table,
     write_result,
@@ -263,16 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"proc-up median ratio {up_ratio:.3f}; 'detect' is JupyterHub's jittered readiness "
         "backoff, the main source of noise in 'median'"
     )
-    during = others.stop()
-    note = contention_note(contention, during)
-    if note:
-        print(f"note: {note}")
     result = {
-        "name": NAME,
-        "machine": machine_info(),
-        "contention_before": contention,
-        "contention_during": during,
-        "params": vars(args),
+        **result_header(NAME, vars(args), contention, others),
         "goal": {"median_ratio": GOAL_RATIO},
         "hub_startup_s": startup,
         "stats": stats,

@@ -38,10 +38,9 @@ from tests.hub import HubProcess
 
 from .common import (
     OtherLoad,
-    contention_note,
     cpu_contention,
     log,
-    machine_info,
+    result_header,
     summarize,
     table,
     write_result,
@@ -306,16 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     for status, message in sorted(examples.items()):
         print(f"  {status}: {message[:160]}")
-    during = others.stop()
-    note = contention_note(contention, during)
-    if note:
-        print(f"note: {note}")
     result = {
-        "name": NAME,
-        "machine": machine_info(),
-        "contention_before": contention,
-        "contention_during": during,
-        "params": vars(args),
+        **result_header(NAME, vars(args), contention, others),
         "started": len(started),
         "ready": len(ready),
         "expected": args.gpus,

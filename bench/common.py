@@ -210,6 +210,24 @@ def contention_note(contention: dict[str, Any], during: dict[str, Any] | None = 
     return "; ".join(parts)
 
 
+def result_header(
+    name: str, params: dict[str, Any], contention: dict[str, Any], others: OtherLoad
+) -> dict[str, Any]:
+    """End the run's watch on other load, print its note, and return the fields every
+    result starts with (name, machine, contention before and during, params)."""
+    during = others.stop()
+    note = contention_note(contention, during)
+    if note:
+        print(f"note: {note}")
+    return {
+        "name": name,
+        "machine": machine_info(),
+        "contention_before": contention,
+        "contention_during": during,
+        "params": params,
+    }
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
