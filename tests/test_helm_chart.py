@@ -27,10 +27,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from helm_python.errors import HelmRenderError, HelmValuesError
-from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.client.api_client import ApiClient
-from kubernetes_asyncio.config import kube_config
-from kubespawner.clients import load_config
 from traitlets.config import Config
 
 from hub_ext.chart_config import apply_chart_values
@@ -42,6 +39,7 @@ from hub_ext.setup import configure
 from .chart import CHART, LINT_VALUES, NAMESPACE, container_env, find, hub_values, load_values
 from .chart import render as render_chart
 from .hub import REPO
+from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
 K8S = "1.33"
 sys.path.insert(0, str(REPO / "helm"))
@@ -545,31 +543,6 @@ def test_values_the_schema_allows_but_the_hub_refuses_stop_the_hub(
 
 
 # --- a sandbox pod built by the real spawner from the chart's configuration -----------------
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: unreachable, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: nobody, user: {token: not-a-token}}]
-contexts: [{name: unreachable, context: {cluster: unreachable, user: nobody}}]
-current-context: unreachable
-"""
-
-
-@pytest.fixture
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """KubeSpawner reads a kubeconfig when it is created; nothing is ever contacted."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    saved = Configuration.get_default_copy()
-    load_config.cache_clear()
-    try:
-        yield
-    finally:
-        load_config.cache_clear()
-        Configuration.set_default(saved)
 
 
 @pytest.mark.usefixtures("kubeconfig")

@@ -6,16 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.client.api_client import ApiClient
-from kubernetes_asyncio.config import kube_config
 from kubespawner import KubeSpawner
-from kubespawner.clients import load_config
 from kubespawner.objects import make_pod, make_pvc
 from traitlets.config import Config
 
@@ -24,6 +20,8 @@ from hub_ext.options import Request, resolve_request
 from hub_ext.profiles import parse_profiles, parse_toolchains
 from hub_ext.quota import QuotaTables
 from hub_ext.reservations import Grant, Ledger
+
+from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
 K8S = "1.33"
 G = 1024**3
@@ -388,38 +386,6 @@ def test_validator_is_not_vacuous(path, value):
 
 
 # --- the real spawner: ProfileKubeSpawner.apply_grant + KubeSpawner.get_pod_manifest ---------
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: unreachable
-  cluster: {server: "https://127.0.0.1:9"}
-users:
-- name: nobody
-  user: {token: "not-a-token"}
-contexts:
-- name: unreachable
-  context: {cluster: unreachable, user: nobody, namespace: dsplatform}
-current-context: unreachable
-"""
-
-
-@pytest.fixture
-def kubeconfig(tmp_path, monkeypatch) -> Iterator[None]:
-    """KubeSpawner loads a kubeconfig when it is created; nothing is ever contacted."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    # read from $KUBECONFIG once, when kubernetes_asyncio is imported
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    saved = Configuration.get_default_copy()
-    load_config.cache_clear()
-    try:
-        yield
-    finally:
-        load_config.cache_clear()
-        Configuration.set_default(saved)
 
 
 def spawner_manifests(

@@ -35,7 +35,7 @@ from hub_ext.quota import QuotaTables
 from hub_ext.reservations import Ledger
 from hub_ext.setup import configure
 
-from .test_kube_manifest import kubeconfig  # noqa: F401  (fixture)
+from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
 K8S = "1.33"
 G = 1024**3
