@@ -10,14 +10,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager
 
+from .kernels import Kernel, running_kernel
 from .registries import (  # noqa: F401  (fixtures)
     Registry,
     dvc_site_cache_fixture,
@@ -26,45 +23,6 @@ from .registries import (  # noqa: F401  (fixtures)
     registry_fixture,
     release,
 )
-
-
-@dataclass
-class Outputs:
-    """What one execution produced on iopub, and its reply."""
-
-    reply: dict[str, Any]
-    messages: list[dict[str, Any]] = field(default_factory=list)
-
-    def stream(self, name: str = "stdout") -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == name
-        )
-
-    def displays(self) -> list[dict[str, Any]]:
-        return [m["content"]["data"] for m in self.messages if m["msg_type"] == "display_data"]
-
-    def comm_states(self) -> list[dict[str, Any]]:
-        return [
-            m["content"]["data"].get("state", {})
-            for m in self.messages
-            if m["msg_type"] in ("comm_open", "comm_msg")
-        ]
-
-    @property
-    def page(self) -> str:
-        return "".join(p["data"]["text/plain"] for p in self.reply["content"]["payload"])
-
-
-class Kernel:
-    def __init__(self, client: BlockingKernelClient) -> None:
-        self.client = client
-
-    def run(self, code: str, timeout: float = 120) -> Outputs:
-        messages: list[dict[str, Any]] = []
-        reply = self.client.execute_interactive(code, output_hook=messages.append, timeout=timeout)
-        return Outputs(reply, messages)
 
 
 @pytest.fixture
@@ -89,16 +47,8 @@ def kernel(
         DVC_SITE_CACHE_DIR=os.fspath(dvc_site_cache),
         IPYTHONDIR=os.fspath(tmp_path / "ipython"),  # no user profile gets in the way
     )
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=env, cwd=os.fspath(workspace))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        yield Kernel(client)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    with running_kernel(env, workspace) as kernel:
+        yield kernel
 
 
 def test_kernel_is_this_environment_with_dsdata_preloaded(kernel: Kernel) -> None:

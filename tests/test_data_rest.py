@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from jupyter_server.utils import url_path_join
-from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from server_ext.handlers import route_table
 
@@ -28,10 +27,9 @@ from .registries import (  # noqa: F401  (fixtures)
     registry_fixture,
     release,
 )
+from .rest import API, body, error_of
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-API = ("dsdata", "api")
 
 
 @pytest.fixture
@@ -44,19 +42,6 @@ def jp_server_config(
     monkeypatch.delenv("DSDATA_CATALOG_URL", raising=False)
     monkeypatch.delenv("DSPLATFORM_WORKSPACE", raising=False)
     return {"ServerApp": {"jpserver_extensions": {"server_ext": True}}}
-
-
-def body(response: HTTPResponse) -> Any:
-    return json.loads(response.body)
-
-
-async def error_of(fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-    with pytest.raises(HTTPClientError) as raised:
-        await fetch(*API, *parts, **kwargs)
-    response = raised.value.response
-    assert response is not None
-    assert response.headers["Content-Type"].startswith("application/json")
-    return raised.value.code, json.loads(response.body)
 
 
 async def start_pull(fetch: Any, **request: Any) -> str:

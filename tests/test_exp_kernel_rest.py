@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from jupyter_client.manager import KernelManager
 from jupyter_server.utils import url_path_join
-from tornado.httpclient import HTTPClientError
 
+from .kernels import Kernel, running_kernel
 from .mlflow_server import (  # noqa: F401  (fixtures)
     RESOURCES,
     MLflowServer,
@@ -31,14 +30,12 @@ from .mlflow_server import (  # noqa: F401  (fixtures)
     project_fixture,
 )
 from .registries import Registry, dvc_site_cache_fixture, registry_fixture  # noqa: F401
-from .test_data_kernel import Kernel
+from .rest import API, body, error_of
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 # mlflow.pyfunc (imported by publish in the server) warns about its own type hints
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
-
-API = ("dsdata", "api")
 
 
 def pickled_model(path: Path) -> None:
@@ -57,16 +54,8 @@ def kernel(project: Project, tmp_path: Path) -> Iterator[Kernel]:
     """A kernel in the project, with the sandbox-like environment of the project fixture."""
     env = dict(os.environ)
     env["IPYTHONDIR"] = os.fspath(tmp_path / "ipython")  # no user profile gets in the way
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=env, cwd=os.fspath(project.root))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        yield Kernel(client)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    with running_kernel(env, project.root) as kernel:
+        yield kernel
 
 
 def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None:
@@ -195,19 +184,6 @@ def jp_server_config(
     monkeypatch.setenv("DSDATA_REGISTRIES", registry.url)
     monkeypatch.setenv("DSDATA_CACHE_DIR", os.fspath(tmp_path / "cache"))
     return {"ServerApp": {"jpserver_extensions": {"server_ext": True}}}
-
-
-def body(response: Any) -> Any:
-    return json.loads(response.body)
-
-
-async def error_of(fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-    with pytest.raises(HTTPClientError) as raised:
-        await fetch(*API, *parts, **kwargs)
-    response = raised.value.response
-    assert response is not None
-    assert response.headers["Content-Type"].startswith("application/json")
-    return raised.value.code, json.loads(response.body)
 
 
 def post(data: Any) -> dict[str, Any]:

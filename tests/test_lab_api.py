@@ -18,13 +18,12 @@ from server_ext.experiments import ExperimentService
 
 from .mlflow_server import MLflowServer, mlflow_server_fixture  # noqa: F401
 from .registries import dvc_site_cache_fixture, registry_fixture  # noqa: F401
+from .rest import API
 
 # a sandbox's environment for the server, as the REST tests of experiments set it up
 from .test_exp_kernel_rest import jp_server_config  # noqa: F401
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-API = ("dsdata", "api")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,25 @@
+"""``/dsdata/api/`` through pytest-jupyter's ``jp_fetch``: the API's path and its JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPResponse
+
+API = ("dsdata", "api")
+
+
+def body(response: HTTPResponse) -> Any:
+    return json.loads(response.body)
+
+
+async def error_of(fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of a request that must fail (errors are JSON, always)."""
+    with pytest.raises(HTTPClientError) as raised:
+        await fetch(*API, *parts, **kwargs)
+    response = raised.value.response
+    assert response is not None
+    assert response.headers["Content-Type"].startswith("application/json")
+    return raised.value.code, json.loads(response.body)
