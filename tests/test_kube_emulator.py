@@ -267,6 +267,21 @@ def test_quantities():
 # --- the kubelet ----------------------------------------------------------------------------------
 
 
+async def get_when_listening(url: str, timeout: float = 15) -> str:
+    """GET ``url`` (200 expected), retrying while the connection is refused."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as r:
+                    assert r.status == 200
+                    return await r.text()
+            except aiohttp.ClientConnectorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
 @pytest.mark.asyncio
 async def test_a_pod_runs_on_its_own_address_with_its_volumes_and_env(emu: Emulator) -> None:
     await emu.api.create_namespaced_secret("default", {"metadata": {"name": "s"}, "data": {"token": base64.b64encode(b"sekret").decode()}})  # fmt: skip
@@ -295,10 +310,9 @@ async def test_a_pod_runs_on_its_own_address_with_its_volumes_and_env(emu: Emula
     (web,) = pod["status"]["containerStatuses"]
     assert web["ready"] and "running" in web["state"] and web["restartCount"] == 0
 
-    # the main container serves what the init one wrote
-    async with aiohttp.ClientSession() as http, http.get(f"http://{ip}:8080/env.json") as r:
-        assert r.status == 200
-        env = json.loads(await r.text())
+    # the main container serves what the init one wrote. Without a readinessProbe a container
+    # is Ready once started (as in Kubernetes), which can be before it listens: poll a little.
+    env = json.loads(await get_when_listening(f"http://{ip}:8080/env.json"))
     # OUT (under the mount) became the emptyDir's directory, which the web container serves
     # from (its workingDir /work); the init container ran in the image's home, in its rootfs
     assert Path(env["OUT"]).parent.is_relative_to(emu.cluster.config.state_dir / "pods")
