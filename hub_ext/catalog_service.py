@@ -12,7 +12,9 @@ token. Under ``/services/catalog/``:
   scoring code; needs the custom scope ``custom:dsplatform:predict``;
 * ``GET api/models/{name}/{alias|version}/openapi.json``: the endpoint's OpenAPI, from the
   model's signature;
-* ``GET /``: an HTML catalog with curl and Python examples.
+* ``GET /``: an HTML catalog with curl and Python examples;
+* ``mlflow/``: the MLflow UI behind the hub login (``hub_ext.mlflow_ui``), the link sandboxes
+  get as ``DSDATA_MLFLOW_UI_URL``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from server_ext.catalog import CachedListing
 
 from .catalog_openapi import model_openapi, signature_columns
 from .datasets import visible
+from .mlflow_ui import MLflowUIHandler
 
 PREDICT_SCOPE = "custom:dsplatform:predict"
 _jinja = Environment(
@@ -278,6 +281,7 @@ class PageHandler(CatalogHandler):
             prefix=self.app.public_prefix,
             public_url=self.request.protocol + "://" + self.request.host,
             scope=PREDICT_SCOPE,
+            mlflow_ui=self.app.tracking_uri.startswith(("http://", "https://")),
         )
         self.finish(page)
 
@@ -362,6 +366,8 @@ class CatalogService(Application):
             (url_path_join(p, "api/models"), ModelsHandler),
             (url_path_join(p, r"api/models/([^/]+)/([^/]+)/predict"), PredictHandler),
             (url_path_join(p, r"api/models/([^/]+)/([^/]+)/openapi.json"), OpenAPIHandler),
+            (url_path_join(p, "mlflow"), web.RedirectHandler, {"url": url_path_join(p, "mlflow/")}),
+            (url_path_join(p, "mlflow/(.*)"), MLflowUIHandler, {"tracking_uri": self.tracking_uri}),
         ]
         return web.Application(
             routes,

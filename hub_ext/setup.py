@@ -138,6 +138,14 @@ def configure(c: Config) -> Policy:
             c.ProfileSpawner.catalog_url = (
                 f"http://{catalog.host}:{catalog.port}/services/{SERVICE}/api/datasets"
             )
+        tracking_uri = c.ProfileSpawner.get("mlflow_tracking_uri", "")
+        if tracking_uri.startswith(("http://", "https://")) and not c.ProfileSpawner.get(
+            "mlflow_ui_url"
+        ):
+            # the browser's way to MLflow: behind the hub login, through the public proxy
+            # (public_url, when set, ends with the hub's base_url)
+            base = str(c.JupyterHub.get("public_url", "") or c.JupyterHub.get("base_url", "/"))
+            c.ProfileSpawner.mlflow_ui_url = f"{base.rstrip('/')}/services/{SERVICE}/mlflow/"
 
     culling = PlatformIdleCulling(config=c)
     timeouts = idle_timeouts(policy, culling)

@@ -74,6 +74,13 @@ class ProfileSpawner(Spawner):
         help="MLflow tracking server URL given to sandboxes as MLFLOW_TRACKING_URI.",
     ).tag(config=True)
 
+    mlflow_ui_url = Unicode(
+        "",
+        help="""Where a user's browser opens the MLflow UI, given to sandboxes as
+        DSDATA_MLFLOW_UI_URL (links in the sidebar and %dsdata output); default with the
+        catalog service: its login-protected /services/catalog/mlflow/.""",
+    ).tag(config=True)
+
     catalog_url = Unicode(
         "",
         help="""Dataset catalog API URL given to sandboxes as DSDATA_CATALOG_URL; default:
@@ -239,6 +246,7 @@ class ProfileSpawner(Spawner):
             catalog_url = self.hub.api_url.rstrip("/") + "/dsplatform/datasets"
         for name, value in (
             ("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
+            ("DSDATA_MLFLOW_UI_URL", self.mlflow_ui_url),
             ("DSDATA_CATALOG_URL", catalog_url),
             ("DSDATA_CACHE_DIR", self.dataset_cache_dir),
             ("DSDATA_DVC_REMOTE", self.dvc_remote),

@@ -199,6 +199,8 @@ class ExperimentService:
     ) -> None:
         self.root = (root or find_project_root()).resolve()
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+        # where a browser opens the UI: the hub's login-protected route when the hub says so
+        self.ui_base = os.environ.get("DSDATA_MLFLOW_UI_URL") or None
         self.dvc_remote = dvc_remote or os.environ.get("DSDATA_DVC_REMOTE") or None
         self.user = user or os.environ.get("JUPYTERHUB_USER") or os.environ.get("USER") or "user"
         self.project = Project(self.root)
@@ -445,20 +447,26 @@ class ExperimentService:
 
     @property
     def ui_url(self) -> str | None:
-        """The MLflow UI for a browser: the tracking server when it is HTTP(S)."""
+        """The MLflow UI for a browser: ``DSDATA_MLFLOW_UI_URL`` (the hub's route to it), else
+        the tracking server when it is HTTP(S)."""
+        if self.ui_base:
+            return self.ui_base.rstrip("/") + "/"  # a path prefix: relative links need the /
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
         return self.tracking_uri.rstrip("/")
 
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str | None:
-        if not self.tracking_uri.startswith("http"):
+        if self.ui_url is None:
             return None
         if experiment_id is None:
             try:
                 experiment_id = self.client().get_run(run_id).info.experiment_id
             except Exception:
                 return None
-        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return self.ui_run_url(str(experiment_id), run_id)
+
+    def ui_run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{(self.ui_url or '').rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     # log ----------------------------------------------------------------------------------
     def log(self, n: int = 10) -> list[dict[str, Any]]:
@@ -502,8 +510,7 @@ class ExperimentService:
                         "time": dt.datetime.fromtimestamp(
                             run.info.start_time / 1000, dt.UTC
                         ).isoformat(timespec="seconds"),
-                        "url": f"{self.tracking_uri.rstrip('/')}/#/experiments/"
-                        f"{experiment.experiment_id}/runs/{run.info.run_id}",
+                        "url": self.run_url(run.info.run_id, experiment.experiment_id),
                     }
                 )
         return rows[:n]

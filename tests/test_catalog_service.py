@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,6 +263,61 @@ def test_html_page_and_hub_home_link(chub: HubProcess) -> None:
     assert MODEL in page.text
 
 
+def test_mlflow_ui_behind_the_hub_login(chub: HubProcess) -> None:
+    """MLflow has no login of its own: the catalog serves its UI to hub users only."""
+    from .test_hub_spawn import login
+
+    search = "mlflow/ajax-api/2.0/mlflow/registered-models/search"
+    # anonymous: a page view goes to the hub's login, an API call is refused
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    r = requests.get(catalog(chub, "mlflow/"), headers=html, allow_redirects=False, timeout=60)
+    assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["Location"]
+    r = requests.get(catalog(chub, search), timeout=60)
+    assert r.status_code == 401 and "Log in to the hub" in r.json()["message"]
+    r = post(chub, "mlflow/ajax-api/2.0/mlflow/experiments/create", None, {"name": "x"})
+    assert r.status_code == 401
+
+    # a hub token: MLflow's own UI, its assets and its API, all under the prefix
+    alice = chub.token_for("alice")
+    r = get(chub, "mlflow", alice)
+    assert r.status_code == 301 and r.headers["Location"].endswith("/services/catalog/mlflow/")
+    page = get(chub, "mlflow/", alice)
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    script = re.search(r'src="(static-files/[^"]+\.js)"', page.text)
+    assert script, page.text[:500]
+    js = get(chub, f"mlflow/{script.group(1)}", alice)
+    assert js.status_code == 200 and "javascript" in js.headers["Content-Type"]
+    assert len(js.content) > 100_000  # streamed through whole
+    r = get(chub, f"{search}?max_results=50", alice)
+    assert r.status_code == 200, r.text
+    assert MODEL in [m["name"] for m in r.json()["registered_models"]]
+    # MLflow's errors come through as MLflow wrote them
+    r = get(chub, "mlflow/ajax-api/2.0/mlflow/runs/get?run_id=nope", alice)
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+    # a browser logged in to the hub (OAuth cookie): pages, and the app's same-origin calls
+    s = login(chub, "paul")
+    r = s.get(catalog(chub, "mlflow/"), headers=html, timeout=60)
+    assert r.status_code == 200 and "<title>MLflow</title>" in r.text, r.url
+    same_origin = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"}
+    body = {"name": f"from-the-browser-{time.monotonic_ns()}"}
+    create = "mlflow/ajax-api/2.0/mlflow/experiments/create"
+    r = s.post(catalog(chub, create), json=body, headers=same_origin, timeout=60)
+    assert r.status_code == 200, r.text
+    assert chub_client(chub).get_experiment(r.json()["experiment_id"]).name == body["name"]
+    # the same cookie from another site's page (or no fetch metadata) is not a login
+    for headers in ({**same_origin, "Sec-Fetch-Site": "cross-site"}, {}):
+        r = s.post(catalog(chub, create), json={"name": "csrf"}, headers=headers, timeout=60)
+        assert r.status_code == 401, (headers, r.text)
+    assert chub_client(chub).get_experiment_by_name("csrf") is None
+
+
+def chub_client(hub: HubProcess) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(hub.mlflow_url)
+
+
 def test_sandbox_reads_the_catalog(chub: HubProcess) -> None:
     from .test_hub_spawn import run_in_kernel
 
@@ -274,10 +330,12 @@ def test_sandbox_reads_the_catalog(chub: HubProcess) -> None:
             "alice",
             "",
             "import os; from server_ext import dsdata; "
+            "print(os.environ['DSDATA_MLFLOW_UI_URL']); "
             "print(os.environ['DSDATA_CATALOG_URL']); "
             "print(sorted(d['name'] for d in dsdata.list_datasets()))",
         )
-        url, names = out.strip().splitlines()[-2:]
+        ui, url, names = out.strip().splitlines()[-3:]
+        assert ui == "/services/catalog/mlflow/", out  # the browser's way to MLflow
         assert url.endswith("/services/catalog/api/datasets"), url
         assert names == "['churn', 'iris']", out
     finally:

@@ -322,6 +322,8 @@ def test_a_sandbox_from_the_chart_runs_behind_the_proxy(chart_hub: Release) -> N
     # what the sandbox is told
     env = {e["name"]: e.get("value") for e in notebook["env"]}
     assert env["MLFLOW_TRACKING_URI"] == values["services"]["mlflowUrl"]  # the chart's Service
+    # which a browser cannot open: links go to the catalog's MLflow route behind the hub login
+    assert env["DSDATA_MLFLOW_UI_URL"] == "/services/catalog/mlflow/"
     assert env["DSDATA_CACHE_DIR"] == "/srv/dsdata/cache"
     assert env["DSDATA_DVC_REMOTE"] == "/srv/dsdata/dvc-remote"
     assert env["DSPLATFORM_WORKSPACE"] == "/home/jovyan"

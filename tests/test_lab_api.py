@@ -43,6 +43,18 @@ def test_ui_url_is_the_tracking_server_when_it_is_http(
     assert ExperimentService(root=tmp_path, tracking_uri=tracking_uri).ui_url == expected
 
 
+@pytest.mark.parametrize("ui", ["/services/catalog/mlflow/", "/services/catalog/mlflow"])
+def test_the_hubs_mlflow_route_wins_over_the_tracking_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ui: str
+) -> None:
+    monkeypatch.setenv("DSDATA_MLFLOW_UI_URL", ui)
+    service = ExperimentService(root=tmp_path, tracking_uri="http://10.0.0.7:5000")
+    assert service.ui_url == "/services/catalog/mlflow/"  # relative links need the slash
+    assert service.run_url("r1", "3") == "/services/catalog/mlflow/#/experiments/3/runs/r1"
+    # even where the sandbox talks to MLflow some other way
+    assert ExperimentService(root=tmp_path, tracking_uri="file:///x").ui_url == service.ui_url
+
+
 @pytest.fixture
 def jp_root_dir(tmp_path: Path) -> Path:
     """The server's root: a project dir named after the test (it names the experiment)."""

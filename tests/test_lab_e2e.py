@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,7 +238,11 @@ def test_sidebar_pull_commit_publish_in_chromium(
 def test_sidebar_in_a_hub_sandbox_through_the_proxy(clean_hub: HubProcess, artifacts: Path) -> None:
     """The sidebar of a sandbox that the hub spawned (cpu-small preloads iris@v1), under
     ``/user/alice/`` behind configurable-http-proxy: logged in through the hub's form."""
+    from mlflow import MlflowClient
+
     hub = clean_hub
+    experiment = f"through-the-hub-{int(time.time())}"
+    MlflowClient(hub.wait_mlflow()).create_experiment(experiment)
     assert hub.spawn("alice", "", {"profile": "cpu-small"}).status_code in (201, 202)
     hub.wait_ready("alice", timeout=120)
     env = {
@@ -246,6 +251,7 @@ def test_sidebar_in_a_hub_sandbox_through_the_proxy(clean_hub: HubProcess, artif
         "HUB_PASSWORD": (hub.state / "platform" / "user_password").read_text().strip(),
         "PRELOADED": "iris",
         "PULL": "churn",  # restricted to ml-research, which alice is in
+        "EXPERIMENT": experiment,  # the MLflow UI, behind the hub's login, lists it
     }
     proc = run_node("hub-sandbox.mjs", env, "hub-sandbox.log")
     assert proc.returncode == 0, (

@@ -7,6 +7,7 @@
  *   HUB_PASSWORD the shared password of the local default authenticator
  *   PRELOADED    the dataset the profile preloads (into data/NAME)
  *   PULL         a dataset to pull from the sidebar
+ *   EXPERIMENT   an MLflow experiment the MLflow UI (behind the hub login) lists
  *   ARTIFACTS    folder for screenshots
  *   CHROMIUM     the browser (default /usr/bin/chromium)
  */
@@ -62,6 +63,23 @@ try {
     await page.locator('.dsdata-Pull-label').allInnerTexts()
   );
   await page.screenshot({ path: path.join(out, 'hub-sandbox.png') });
+
+  // "Open MLflow": the UI behind the hub's login (MLflow has none), in a new tab
+  const mlflowLink = page.locator(`${sidebar} .dsdata-MLflowLink`);
+  const href = await mlflowLink.getAttribute('href');
+  if (href !== '/services/catalog/mlflow/') {
+    throw new Error(`Open MLflow links to ${href}, not the hub's MLflow route`);
+  }
+  const [tab] = await Promise.all([
+    page.context().waitForEvent('page'),
+    mlflowLink.click()
+  ]);
+  await tab.waitForLoadState();
+  await tab.goto(`${hub}${href}#/experiments`);
+  const experiment = process.env.EXPERIMENT ?? 'Default';
+  await tab.getByText(experiment, { exact: true }).first().waitFor();
+  log('MLflow UI through the hub lists', experiment, 'at', tab.url());
+  await tab.screenshot({ path: path.join(out, 'hub-mlflow-ui.png') });
 } catch (error) {
   failed = true;
   console.error(error);

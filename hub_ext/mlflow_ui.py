@@ -1,0 +1,199 @@
+"""The MLflow UI behind the hub's login: a reverse proxy in the catalog service.
+
+MLflow has no authentication of its own, so its server is never routed through the public
+proxy; sandboxes reach it directly (``MLFLOW_TRACKING_URI``). A user's browser reaches the UI
+at ``/services/catalog/mlflow/`` instead: the catalog service checks the hub login (OAuth
+cookie or hub token) and forwards the request to the tracking server with the hub's
+credentials removed. The MLflow UI uses relative URLs (``static-files/``, ``ajax-api/``) and
+hash routes, so it works under that prefix unchanged.
+
+Cross-site requests: MLflow's single-page app cannot send JupyterHub's XSRF token, so a
+cookie-authenticated request that is not a plain page view is accepted when the browser
+itself marks it same-origin (``Sec-Fetch-Site: same-origin``, which pages cannot forge);
+anything else goes through JupyterHub's own XSRF check. Pages of the same origin (other
+users' servers, without subdomains) gain nothing from this route: every user can already
+use MLflow in full from their sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import httpclient, httputil, web
+
+# request headers never forwarded: the hub's credentials, and what only the hop needs
+DROPPED_REQUEST_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Cookie",
+        "Host",
+        "Origin",
+        "Referer",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Content-Length",
+        "Accept-Encoding",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Real-Ip",
+        "X-Xsrftoken",
+        "X-Csrftoken",
+    )
+)
+# response headers not copied back: hop-by-hop, and lengths/encodings tornado sets itself
+DROPPED_RESPONSE_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Content-Length",
+        "Content-Encoding",
+        "Set-Cookie",
+        "Server",
+        "Date",
+    )
+)
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def upstream_url(tracking_uri: str, path: str, query: str) -> str:
+    """The tracking server's URL for ``path`` (below the proxy's prefix) and ``query``."""
+    url = f"{tracking_uri.rstrip('/')}/{path.lstrip('/')}"
+    return f"{url}?{query}" if query else url
+
+
+def forwarded_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The browser's request headers without the hub's credentials or hop-by-hop ones."""
+    return {k: v for k, v in headers if k.lower() not in DROPPED_REQUEST_HEADERS}
+
+
+def forwarded_response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The tracking server's response headers a browser gets."""
+    return [(k, v) for k, v in headers if k.lower() not in DROPPED_RESPONSE_HEADERS]
+
+
+def same_origin_fetch(headers: Mapping[str, str]) -> bool:
+    """Whether the browser says the request comes from a page of this origin."""
+    return headers.get("Sec-Fetch-Site", "") == "same-origin"
+
+
+def page_view(headers: Mapping[str, str]) -> bool:
+    """A browser navigating (not the app's fetch calls, which get 401 rather than a login
+    page they could not read)."""
+    mode = headers.get("Sec-Fetch-Mode")
+    return mode == "navigate" or (mode is None and "text/html" in headers.get("Accept", ""))
+
+
+class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
+    """``/services/catalog/mlflow/(.*)`` -> the tracking server, for logged-in hub users."""
+
+    SUPPORTED_METHODS = METHODS
+
+    def initialize(self, tracking_uri: str, timeout: float = 300.0) -> None:
+        self.tracking_uri = tracking_uri
+        self.timeout = timeout
+        self._started = False
+
+    def check_xsrf_cookie(self) -> None:
+        if same_origin_fetch(self.request.headers):
+            return
+        self.hub_auth.check_xsrf_cookie(self)
+
+    def prepare(self) -> None:
+        if self.current_user is None:
+            if self.request.method in ("GET", "HEAD") and page_view(self.request.headers):
+                # log in through the hub, then come back here
+                self.redirect(self.get_login_url())
+                raise web.Finish()
+            raise web.HTTPError(401, "Log in to the hub (or send a hub token) to use MLflow")
+
+    def compute_etag(self) -> None:
+        return None  # MLflow's own ETag/Last-Modified headers pass through
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = (
+            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        )
+        self.set_header("Content-Type", "application/json")
+        self.finish({"message": message})
+
+    async def forward(self, path: str) -> None:
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            raise web.HTTPError(404, "This platform's MLflow has no web UI (no tracking server)")
+        body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
+        if body is None and self.request.method in ("POST", "PUT", "PATCH"):
+            body = b""
+        request = httpclient.HTTPRequest(
+            upstream_url(self.tracking_uri, path, self.request.query),
+            method=self.request.method or "GET",
+            headers=forwarded_request_headers(self.request.headers.get_all()),
+            body=body,
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+            decompress_response=True,
+            request_timeout=self.timeout,
+            header_callback=self._on_header,
+            streaming_callback=self._on_chunk,
+        )
+        try:
+            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError as e:
+            netloc = urlsplit(self.tracking_uri).netloc
+            raise web.HTTPError(502, f"MLflow at {netloc} is unreachable: {e}") from None
+        if response.code == 599 and not self._started:
+            raise web.HTTPError(502, f"MLflow did not answer: {response.error}")
+        self.finish()
+
+    def _on_header(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        if not line:
+            return
+        if line.startswith("HTTP/"):
+            start = httputil.parse_response_start_line(line)
+            # a 100 Continue comes before the real status line
+            if start.code != 100:
+                self.set_status(start.code, start.reason)
+                self._clear_representation_headers()
+                self._started = True
+            return
+        name, _, value = line.partition(":")
+        if name.lower() not in DROPPED_RESPONSE_HEADERS:
+            self.add_header(name.strip(), value.strip())
+
+    def _clear_representation_headers(self) -> None:
+        for name in ("Content-Type", "Server", "Date"):
+            self.clear_header(name)
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        self.write(chunk)
+        self.flush()
+
+    async def get(self, path: str) -> None:
+        await self.forward(path)
+
+    async def head(self, path: str) -> None:
+        await self.forward(path)
+
+    async def post(self, path: str) -> None:
+        await self.forward(path)
+
+    async def put(self, path: str) -> None:
+        await self.forward(path)
+
+    async def patch(self, path: str) -> None:
+        await self.forward(path)
+
+    async def delete(self, path: str) -> None:
+        await self.forward(path)
