@@ -105,6 +105,42 @@ def test_configure_wires_the_catalog() -> None:
     assert c.ProfileSpawner.catalog_url == "http://127.0.0.1:12345/services/catalog/api/datasets"
 
 
+@pytest.mark.parametrize(
+    ("hub", "ui"),
+    [
+        ({}, "/services/catalog/mlflow/"),
+        ({"base_url": "/jhub/"}, "/jhub/services/catalog/mlflow/"),
+        (
+            {"public_url": "https://hub.example.org/jhub/"},
+            "https://hub.example.org/jhub/services/catalog/mlflow/",
+        ),
+    ],
+)
+def test_sandboxes_link_to_the_mlflow_ui_behind_the_hub_login(hub: dict[str, str], ui: str) -> None:
+    def configured(**spawner: str) -> Config:
+        c = Config()
+        c.JupyterHub.spawner_class = "dsplatform-local"
+        for key, value in hub.items():
+            setattr(c.JupyterHub, key, value)
+        c.ProfileSpawner.profiles = [{"slug": "a"}]
+        c.PlatformCatalog.enabled = True
+        c.PlatformMLflow.external_url = "http://mlflow.internal:5000"
+        for key, value in spawner.items():
+            setattr(c.ProfileSpawner, key, value)
+        configure(c)
+        return c
+
+    c = configured()
+    assert c.ProfileSpawner.mlflow_tracking_uri == "http://mlflow.internal:5000"
+    assert c.ProfileSpawner.mlflow_ui_url == ui
+    # an admin's own UI address (e.g. behind their SSO) is kept
+    assert configured(mlflow_ui_url="https://mlflow.example.org/").ProfileSpawner.mlflow_ui_url == (
+        "https://mlflow.example.org/"
+    )
+    # no HTTP tracking server, no UI route to link to
+    assert "mlflow_ui_url" not in configured(mlflow_tracking_uri="sqlite:///x.db").ProfileSpawner
+
+
 def test_configure_without_the_catalog_leaves_the_hub_alone() -> None:
     c = Config()
     c.JupyterHub.spawner_class = "dsplatform-local"

@@ -261,6 +261,7 @@ def test_html_page_and_hub_home_link(chub: HubProcess) -> None:
     page = s.get(catalog(chub, ""))
     assert page.status_code == 200, page.text[:500]
     assert MODEL in page.text
+    assert '<a href="/services/catalog/mlflow/" class="mlflow-ui">' in page.text
 
 
 def test_mlflow_ui_behind_the_hub_login(chub: HubProcess) -> None:
