@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import httpclient, httputil, web
+from tornado.log import app_log
+from tornado.simple_httpclient import HTTPTimeoutError
 
 # request headers never forwarded: the hub's credentials, and what only the hop needs
 DROPPED_REQUEST_HEADERS = frozenset(
@@ -132,9 +134,8 @@ class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
     async def forward(self, path: str) -> None:
         if not self.tracking_uri.startswith(("http://", "https://")):
             raise web.HTTPError(404, "This platform's MLflow has no web UI (no tracking server)")
-        body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
-        if body is None and self.request.method in ("POST", "PUT", "PATCH"):
-            body = b""
+        with_body = self.request.body or self.request.method in ("POST", "PUT", "PATCH")
+        body = self.request.body if with_body else None
         request = httpclient.HTTPRequest(
             upstream_url(self.tracking_uri, path, self.request.query),
             method=self.request.method or "GET",
@@ -148,12 +149,21 @@ class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
             streaming_callback=self._on_chunk,
         )
         try:
-            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
-        except OSError as e:
+            # MLflow's own 4xx/5xx answers come back as they are; what raises is no answer
+            await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        except (OSError, httpclient.HTTPClientError) as e:
             netloc = urlsplit(self.tracking_uri).netloc
-            raise web.HTTPError(502, f"MLflow at {netloc} is unreachable: {e}") from None
-        if response.code == 599 and not self._started:
-            raise web.HTTPError(502, f"MLflow did not answer: {response.error}")
+            if not self._started and isinstance(e, HTTPTimeoutError):
+                raise web.HTTPError(
+                    504, f"MLflow at {netloc} did not answer within {self.timeout:g} s"
+                ) from None
+            if not self._started:
+                raise web.HTTPError(502, f"MLflow at {netloc} is unreachable: {e}") from None
+            # broken off after the status line: end the connection without the last chunk,
+            # so the browser sees a cut-off download rather than a complete short one
+            app_log.warning("MLflow broke off %s: %s", request.url, e)
+            self.request.connection.close()  # type: ignore[union-attr]
+            return
         self.finish()
 
     def _on_header(self, line: str) -> None:
@@ -180,20 +190,5 @@ class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
         self.write(chunk)
         self.flush()
 
-    async def get(self, path: str) -> None:
-        await self.forward(path)
-
-    async def head(self, path: str) -> None:
-        await self.forward(path)
-
-    async def post(self, path: str) -> None:
-        await self.forward(path)
-
-    async def put(self, path: str) -> None:
-        await self.forward(path)
-
-    async def patch(self, path: str) -> None:
-        await self.forward(path)
-
-    async def delete(self, path: str) -> None:
-        await self.forward(path)
+    # every method MLflow's app uses goes through unchanged
+    get = head = post = put = patch = delete = forward
