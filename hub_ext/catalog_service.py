@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import httpclient, ioloop, web
 from traitlets import Dict, Float, Int, List, Unicode, default
@@ -40,7 +40,8 @@ from server_ext.catalog import CachedListing
 
 from .catalog_openapi import model_openapi, signature_columns
 from .datasets import visible
-from .mlflow_ui import MLflowUIHandler
+from .hub_service_handler import HubServiceHandler
+from .mlflow_ui import MLflowUIHandler, has_web_ui
 
 PREDICT_SCOPE = "custom:dsplatform:predict"
 _jinja = Environment(
@@ -159,21 +160,13 @@ class ModelGateway:
         return sorted(rows, key=lambda r: r["name"])
 
 
-class CatalogHandler(HubOAuthenticated, web.RequestHandler):
+class CatalogHandler(HubServiceHandler):
     """Base: the hub user (token or OAuth cookie), their groups, JSON errors."""
 
     @property
     def app(self) -> CatalogService:
         app: CatalogService = self.settings["catalog"]
         return app
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = (
-            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
-        )
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
 
     def require_user(self) -> dict[str, Any]:
         user: dict[str, Any] | None = self.current_user
@@ -281,7 +274,7 @@ class PageHandler(CatalogHandler):
             prefix=self.app.public_prefix,
             public_url=self.request.protocol + "://" + self.request.host,
             scope=PREDICT_SCOPE,
-            mlflow_ui=self.app.tracking_uri.startswith(("http://", "https://")),
+            mlflow_ui=has_web_ui(self.app.tracking_uri),
         )
         self.finish(page)
 

@@ -18,13 +18,13 @@ use MLflow in full from their sandbox.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
-from jupyterhub.services.auth import HubOAuthenticated
 from tornado import httpclient, httputil, web
 from tornado.log import app_log
 from tornado.simple_httpclient import HTTPTimeoutError
+
+from .hub_service_handler import HubServiceHandler
 
 # request headers never forwarded: the hub's credentials, and what only the hop needs
 DROPPED_REQUEST_HEADERS = frozenset(
@@ -69,6 +69,11 @@ DROPPED_RESPONSE_HEADERS = frozenset(
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
+def has_web_ui(tracking_uri: str) -> bool:
+    """Whether the tracking URI is a server (with the UI), not a file or database store."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
 def upstream_url(tracking_uri: str, path: str, query: str) -> str:
     """The tracking server's URL for ``path`` (below the proxy's prefix) and ``query``."""
     url = f"{tracking_uri.rstrip('/')}/{path.lstrip('/')}"
@@ -97,7 +102,7 @@ def page_view(headers: Mapping[str, str]) -> bool:
     return mode == "navigate" or (mode is None and "text/html" in headers.get("Accept", ""))
 
 
-class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
+class MLflowUIHandler(HubServiceHandler):
     """``/services/catalog/mlflow/(.*)`` -> the tracking server, for logged-in hub users."""
 
     SUPPORTED_METHODS = METHODS
@@ -123,16 +128,8 @@ class MLflowUIHandler(HubOAuthenticated, web.RequestHandler):
     def compute_etag(self) -> None:
         return None  # MLflow's own ETag/Last-Modified headers pass through
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = (
-            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
-        )
-        self.set_header("Content-Type", "application/json")
-        self.finish({"message": message})
-
     async def forward(self, path: str) -> None:
-        if not self.tracking_uri.startswith(("http://", "https://")):
+        if not has_web_ui(self.tracking_uri):
             raise web.HTTPError(404, "This platform's MLflow has no web UI (no tracking server)")
         with_body = self.request.body or self.request.method in ("POST", "PUT", "PATCH")
         body = self.request.body if with_body else None

@@ -28,6 +28,7 @@ from .catalog_config import (
 from .culler import PlatformIdleCulling, cull_interval
 from .datasets import DatasetCatalog, check_dataset_groups
 from .mlflow_service import PlatformMLflow, check_mlflow, mlflow_service
+from .mlflow_ui import has_web_ui
 from .policy import Policy, load_policy
 from .profiles import ConfigError
 
@@ -139,9 +140,7 @@ def configure(c: Config) -> Policy:
                 f"http://{catalog.host}:{catalog.port}/services/{SERVICE}/api/datasets"
             )
         tracking_uri = c.ProfileSpawner.get("mlflow_tracking_uri", "")
-        if tracking_uri.startswith(("http://", "https://")) and not c.ProfileSpawner.get(
-            "mlflow_ui_url"
-        ):
+        if has_web_ui(tracking_uri) and not c.ProfileSpawner.get("mlflow_ui_url"):
             # the browser's way to MLflow: behind the hub login, through the public proxy
             # (public_url, when set, ends with the hub's base_url)
             base = str(c.JupyterHub.get("public_url", "") or c.JupyterHub.get("base_url", "/"))
