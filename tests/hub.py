@@ -21,6 +21,14 @@ from . import processes
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "dsplatform-test-admin-token-0123456789"
+# a hub without MLflow or the catalog, whose servers outlive it; profiles use "scipy"
+BARE_HUB = """
+c.JupyterHub.cleanup_servers = False
+c.Spawner.start_timeout = 90
+c.PlatformMLflow.enabled = False
+c.PlatformCatalog.enabled = False
+c.ProfileSpawner.toolchains = {"scipy": {"local_python": None}}
+"""
 
 
 def free_port() -> int:

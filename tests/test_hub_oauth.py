@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from .hub import HubProcess, assert_refuses_to_start
+from .hub import BARE_HUB, HubProcess, assert_refuses_to_start
 from .oidc_provider import OIDCProvider, browser_login
 
 pytestmark = pytest.mark.hub
 
-POLICY = """
-c.JupyterHub.cleanup_servers = False
-c.Spawner.start_timeout = 90
-c.PlatformMLflow.enabled = False
-c.PlatformCatalog.enabled = False
-c.ProfileSpawner.toolchains = {"scipy": {"local_python": None}}
+POLICY = (
+    BARE_HUB
+    + """
 c.ProfileSpawner.profiles = [
     {"slug": "cpu-small", "toolchain": "scipy", "cpu": {"default": 0.5, "max": 1},
      "memory": {"default": "512M", "max": "1G"}, "groups": ["*"]},
@@ -41,6 +38,7 @@ c.QuotaPolicy.groups = {"ml-research": {"servers": 2, "cpu": 4, "memory": "4G", 
 c.QuotaPolicy.pools = {"nvidia-a100": 2}
 c.LocalProfileSpawner.gpu_devices = {"nvidia-a100": ["0", "1"]}
 """
+)
 
 USERS = {
     "alice": {"preferred_username": "alice", "groups": ["ml-research"]},

@@ -21,17 +21,14 @@ import pytest
 import requests
 
 from .chart import container_env, find, render
-from .hub import HubProcess, free_port
+from .hub import BARE_HUB, HubProcess, free_port
 from .postgres import PostgresServer, postgres_fixture  # noqa: F401
 
 pytestmark = pytest.mark.hub
 
-HUB_POLICY = """
-c.JupyterHub.cleanup_servers = False
-c.Spawner.start_timeout = 90
-c.PlatformMLflow.enabled = False
-c.PlatformCatalog.enabled = False
-c.ProfileSpawner.toolchains = {"scipy": {"local_python": None}}
+HUB_POLICY = (
+    BARE_HUB
+    + """
 c.ProfileSpawner.profiles = [
     {"slug": "gpu", "toolchain": "scipy", "gpu_type": "nvidia-a100",
      "gpu": {"default": 1, "min": 1, "max": 2}, "cpu": 0.5, "memory": "512M",
@@ -43,6 +40,7 @@ c.QuotaPolicy.pools = {"nvidia-a100": 2}
 c.LocalProfileSpawner.gpu_devices = {"nvidia-a100": ["0", "1"]}
 c.JupyterHub.load_groups = {"ml-research": {"users": ["alice"]}}
 """
+)
 
 
 def test_hub_state_lives_in_postgresql_across_a_restart(
