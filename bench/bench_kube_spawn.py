@@ -48,6 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.hub import HubProcess
+from tests.kube_cluster import (
+    GPU_PRODUCT,
+    GPU_SCHEDULING_CONFIG,
+    TOLERATION,
+    cpu_and_gpu_nodes,
+)
 from tests.kube_emulator.process import EmulatorProcess
 
 from .bench_spawn import ANCHOR_CONFIG, AnchorHub, spawn_once
@@ -64,18 +70,8 @@ from .common import (
 NAME = "bench_kube_spawn"
 GOAL_RATIO = 1.05
 IMAGE = "quay.io/jupyter/scipy-notebook:2025-10-20"
-GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 GPUS_ASKED = 2
-TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-NODES = [
-    {"name": "cpu-node", "allocatable": {"cpu": "8", "memory": "32Gi"}},
-    {
-        "name": "gpu-node",
-        "allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "1"},
-        "labels": {"nvidia.com/gpu.product": GPU_PRODUCT},
-        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
-    },
-]
+NODES = cpu_and_gpu_nodes(gpus=1)
 NAMESPACES = {"dsplatform": "dsplatform", "anchor": "anchor"}
 OPTIONS = {"cpu": {"profile": "cpu-small"}, "gpu": {"profile": "gpu"}}
 
@@ -83,7 +79,8 @@ OPTIONS = {"cpu": {"profile": "cpu-small"}, "gpu": {"profile": "gpu"}}
 def dsplatform_config(start_timeout: float, user: str) -> str:
     """The site config of the dsplatform hub (DSPLATFORM_EXTRA_CONFIG, after the embedded one)."""
     ns = NAMESPACES["dsplatform"]
-    return f"""
+    return (
+        f"""
 c.Spawner.start_timeout = {start_timeout!r}
 c.KubeSpawner.namespace = {ns!r}
 c.KubeSpawner.delete_grace_period = 1
@@ -101,12 +98,9 @@ c.QuotaPolicy.users = {{}}
 c.QuotaPolicy.group_pools = {{}}
 c.QuotaPolicy.pools = {{"nvidia-a100": 4}}
 c.JupyterHub.load_groups = {{"gpu-users": {{"users": [{user!r}]}}}}
-c.ProfileKubeSpawner.gpu_scheduling = {{"nvidia-a100": {{
-    "node_selector": {{"nvidia.com/gpu.product": {GPU_PRODUCT!r}}},
-    "tolerations": [{TOLERATION!r}]}}}}
-c.ProfileKubeSpawner.dataset_cache_volume = {{"persistentVolumeClaim": {{"claimName": "dsdata-cache"}}}}
-c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
 """
+        + GPU_SCHEDULING_CONFIG
+    )
 
 
 def anchor_config(start_timeout: float) -> str:

@@ -17,29 +17,21 @@ import pytest
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
+from .kube_cluster import GPU_PRODUCT, GPU_SCHEDULING_CONFIG, TOLERATION, cpu_and_gpu_nodes
 from .kube_emulator.process import EmulatorProcess
 from .test_hub_spawn import REFUSALS
 
 pytestmark = pytest.mark.hub
 
 NS = "dsplatform"
-GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 BAD_IMAGE = "registry.invalid/dsplatform/missing:1"
 START_TIMEOUT = 300  # fail-fast must not rely on it
 FAST = 60  # "within seconds": far below START_TIMEOUT (a correctness bound, not a benchmark)
 
-NODES = [
-    {"name": "cpu-node", "allocatable": {"cpu": "8", "memory": "32Gi"}},
-    {
-        "name": "gpu-node",
-        "allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "3"},
-        "labels": {"nvidia.com/gpu.product": GPU_PRODUCT},
-        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
-    },
-]
-TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+NODES = cpu_and_gpu_nodes(gpus=3)
 
-KUBE_POLICY = f"""
+KUBE_POLICY = (
+    f"""
 c.Spawner.start_timeout = {START_TIMEOUT}
 c.JupyterHub.allow_named_servers = True
 c.KubeSpawner.namespace = {NS!r}
@@ -51,12 +43,9 @@ c.ProfileSpawner.toolchains = {{
 c.ProfileSpawner.profiles = [*c.ProfileSpawner.profiles, {{
     "slug": "broken-image", "toolchain": "broken", "cpu": 1, "memory": "1G",
     "groups": ["ml-research"]}}]
-c.ProfileKubeSpawner.gpu_scheduling = {{"nvidia-a100": {{
-    "node_selector": {{"nvidia.com/gpu.product": {GPU_PRODUCT!r}}},
-    "tolerations": [{TOLERATION!r}]}}}}
-c.ProfileKubeSpawner.dataset_cache_volume = {{"persistentVolumeClaim": {{"claimName": "dsdata-cache"}}}}
-c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
 """
+    + GPU_SCHEDULING_CONFIG
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""The emulated cluster the Kubernetes e2e tests and bench_kube_spawn run against: a CPU node
+and a tainted A100 node, and the hub settings that send GPU sandboxes there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
+TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def cpu_and_gpu_nodes(gpus: int) -> list[dict[str, Any]]:
+    """A CPU node, and a GPU node with ``gpus`` GPUs that only tolerating pods may use."""
+    return [
+        {"name": "cpu-node", "allocatable": {"cpu": "8", "memory": "32Gi"}},
+        {
+            "name": "gpu-node",
+            "allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": str(gpus)},
+            "labels": {"nvidia.com/gpu.product": GPU_PRODUCT},
+            "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        },
+    ]
+
+
+# GPU sandboxes to the GPU node; the shared dataset cache as a claim the tests create
+GPU_SCHEDULING_CONFIG = f"""
+c.ProfileKubeSpawner.gpu_scheduling = {{"nvidia-a100": {{
+    "node_selector": {{"nvidia.com/gpu.product": {GPU_PRODUCT!r}}},
+    "tolerations": [{TOLERATION!r}]}}}}
+c.ProfileKubeSpawner.dataset_cache_volume = {{"persistentVolumeClaim": {{"claimName": "dsdata-cache"}}}}
+c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
+"""
