@@ -39,3 +39,29 @@ export async function launchPage() {
   });
   return { browser, page };
 }
+
+/**
+ * Run a story: `steps()`; on an error print it and screenshot `page` to
+ * `failureShot`; close the browser; then `after()` (e.g. a summary line), a
+ * last log line, and exit 0 or 1.
+ */
+export async function runStory(
+  { browser, page },
+  failureShot,
+  steps,
+  after = () => undefined
+) {
+  let failed = false;
+  try {
+    await steps();
+  } catch (error) {
+    failed = true;
+    console.error(error);
+    await page.screenshot({ path: failureShot }).catch(() => undefined);
+  } finally {
+    await browser.close();
+  }
+  after();
+  log(failed ? 'FAILED' : 'all steps passed');
+  process.exit(failed ? 1 : 0);
+}

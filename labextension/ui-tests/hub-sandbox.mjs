@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { launchPage, log } from './browser.mjs';
+import { launchPage, log, runStory } from './browser.mjs';
 
 const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
 const user = process.env.HUB_USER ?? 'alice';
@@ -24,70 +24,65 @@ const sidebar = '#dsdata-sidebar';
 
 const { browser, page } = await launchPage();
 
-let failed = false;
-try {
-  await page.goto(`${hub}/hub/login?next=/user/${user}/lab`);
-  await page.fill('#username_input', user);
-  await page.fill('#password_input', process.env.HUB_PASSWORD ?? '');
-  await page.click('#login_submit');
-  await page.locator('#jp-main-dock-panel').waitFor();
-  log('JupyterLab of the sandbox at', page.url());
-  if (!page.url().startsWith(`${hub}/user/${user}/lab`)) {
-    throw new Error(`not the user's JupyterLab: ${page.url()}`);
-  }
-  await page
-    .locator('.jp-SideBar .lm-TabBar-tab[data-id="dsdata-sidebar"]')
-    .click();
-  const preloaded = process.env.PRELOADED ?? 'iris';
-  const row = page.locator(
-    `${sidebar} .dsdata-Pulled[data-path="data/${preloaded}"][data-state="unchanged"]`
-  );
-  await row.waitFor();
-  log('preloaded:', (await row.innerText()).replace(/\n/g, ' '));
+await runStory(
+  { browser, page },
+  path.join(out, 'hub-sandbox-failure.png'),
+  async () => {
+    await page.goto(`${hub}/hub/login?next=/user/${user}/lab`);
+    await page.fill('#username_input', user);
+    await page.fill('#password_input', process.env.HUB_PASSWORD ?? '');
+    await page.click('#login_submit');
+    await page.locator('#jp-main-dock-panel').waitFor();
+    log('JupyterLab of the sandbox at', page.url());
+    if (!page.url().startsWith(`${hub}/user/${user}/lab`)) {
+      throw new Error(`not the user's JupyterLab: ${page.url()}`);
+    }
+    await page
+      .locator('.jp-SideBar .lm-TabBar-tab[data-id="dsdata-sidebar"]')
+      .click();
+    const preloaded = process.env.PRELOADED ?? 'iris';
+    const row = page.locator(
+      `${sidebar} .dsdata-Pulled[data-path="data/${preloaded}"][data-state="unchanged"]`
+    );
+    await row.waitFor();
+    log('preloaded:', (await row.innerText()).replace(/\n/g, ' '));
 
-  const name = process.env.PULL ?? 'churn';
-  await page
-    .locator(`${sidebar} .dsdata-Dataset[data-name="${name}"] button`)
-    .click();
-  await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-accept').click();
-  await page
-    .locator('.jp-Notification-Toast-success')
-    .filter({ hasText: `into data/${name}` })
-    .first()
-    .waitFor();
-  await page
-    .locator(`${sidebar} .dsdata-Pulled[data-path="data/${name}"]`)
-    .waitFor();
-  log(
-    'pulled through the proxy:',
-    await page.locator('.dsdata-Pull-label').allInnerTexts()
-  );
-  await page.screenshot({ path: path.join(out, 'hub-sandbox.png') });
+    const name = process.env.PULL ?? 'churn';
+    await page
+      .locator(`${sidebar} .dsdata-Dataset[data-name="${name}"] button`)
+      .click();
+    await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-accept').click();
+    await page
+      .locator('.jp-Notification-Toast-success')
+      .filter({ hasText: `into data/${name}` })
+      .first()
+      .waitFor();
+    await page
+      .locator(`${sidebar} .dsdata-Pulled[data-path="data/${name}"]`)
+      .waitFor();
+    log(
+      'pulled through the proxy:',
+      await page.locator('.dsdata-Pull-label').allInnerTexts()
+    );
+    await page.screenshot({ path: path.join(out, 'hub-sandbox.png') });
 
-  // "Open MLflow": the UI behind the hub's login (MLflow has none), in a new tab
-  const mlflowLink = page.locator(`${sidebar} .dsdata-MLflowLink`);
-  const href = await mlflowLink.getAttribute('href');
-  if (href !== '/services/catalog/mlflow/') {
-    throw new Error(`Open MLflow links to ${href}, not the hub's MLflow route`);
+    // "Open MLflow": the UI behind the hub's login (MLflow has none), in a new tab
+    const mlflowLink = page.locator(`${sidebar} .dsdata-MLflowLink`);
+    const href = await mlflowLink.getAttribute('href');
+    if (href !== '/services/catalog/mlflow/') {
+      throw new Error(
+        `Open MLflow links to ${href}, not the hub's MLflow route`
+      );
+    }
+    const [tab] = await Promise.all([
+      page.context().waitForEvent('page'),
+      mlflowLink.click()
+    ]);
+    await tab.waitForLoadState();
+    await tab.goto(`${hub}${href}#/experiments`);
+    const experiment = process.env.EXPERIMENT ?? 'Default';
+    await tab.getByText(experiment, { exact: true }).first().waitFor();
+    log('MLflow UI through the hub lists', experiment, 'at', tab.url());
+    await tab.screenshot({ path: path.join(out, 'hub-mlflow-ui.png') });
   }
-  const [tab] = await Promise.all([
-    page.context().waitForEvent('page'),
-    mlflowLink.click()
-  ]);
-  await tab.waitForLoadState();
-  await tab.goto(`${hub}${href}#/experiments`);
-  const experiment = process.env.EXPERIMENT ?? 'Default';
-  await tab.getByText(experiment, { exact: true }).first().waitFor();
-  log('MLflow UI through the hub lists', experiment, 'at', tab.url());
-  await tab.screenshot({ path: path.join(out, 'hub-mlflow-ui.png') });
-} catch (error) {
-  failed = true;
-  console.error(error);
-  await page
-    .screenshot({ path: path.join(out, 'hub-sandbox-failure.png') })
-    .catch(() => undefined);
-} finally {
-  await browser.close();
-}
-log(failed ? 'FAILED' : 'all steps passed');
-process.exit(failed ? 1 : 0);
+);
