@@ -15,7 +15,7 @@ Environment:
   DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
                          replace anything here (site profiles, quotas, groups, ports)
   DSPLATFORM_AUTH        "shared-password" (default) or "oauth": GenericOAuthenticator from
-                         OAUTH_* variables (see hub_ext/oauth_config.py), groups from the IdP
+                         OAUTH_* variables (see hub_ext/deploy/oauth.py), groups from the IdP
   DSPLATFORM_CHART_VALUES  kubernetes mode: the Helm chart's hub values file (ConfigMap)
   DSPLATFORM_DEMO_REGISTRY  kubernetes mode: "1" builds the demo data registry too (for the
                          Kubernetes-API emulator in tests/, whose pods run on this machine)
@@ -30,11 +30,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # works from a checkout without `pip install`
     sys.path.insert(0, str(HERE))
 
-from hub_ext.chart_config import configure_from_chart  # noqa: E402
-from hub_ext.demo_registry import ensure_demo_registry  # noqa: E402
-from hub_ext.gpus import detect_nvidia_gpus  # noqa: E402
-from hub_ext.oauth_config import configure_auth  # noqa: E402
+from hub_ext.datasets.demo import ensure_demo_registry  # noqa: E402
+from hub_ext.deploy.chart import configure_from_chart  # noqa: E402
+from hub_ext.deploy.oauth import configure_auth  # noqa: E402
 from hub_ext.setup import configure  # noqa: E402
+from hub_ext.spawners.gpus import detect_nvidia_gpus  # noqa: E402
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hub_ext.mlflow_service import MLFLOW_SERVER_ENV, mlflow_server_command
+from hub_ext.services.mlflow.service import MLFLOW_SERVER_ENV, mlflow_server_command
 
 from .common import cpu_contention, log, machine_info, table, write_result
 

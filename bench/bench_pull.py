@@ -1,6 +1,6 @@
 """Dataset pull: ``server_ext.core.DataService.pull`` against `dvc get` and `cp -r`, same data.
 
-One DVC data registry (``hub_ext.data_registry.init_registry`` + ``publish_version``, a
+One DVC data registry (``hub_ext.datasets.publish.init_registry`` + ``publish_version``, a
 local-directory DVC remote) holds two datasets of ``--size-mb`` (default 1024 MiB) of random
 bytes each: ``many`` as ``--files`` (default 1,000) files in 10 sub-directories, ``one`` as a
 single file; both released as ``v1.0.0``. The registry's own ``.dvc/cache`` is removed after
@@ -115,7 +115,7 @@ def layouts(size: int, files: int) -> dict[str, dict[str, int]]:
 
 
 def build_registry(base: Path, size: int, files: int) -> tuple[Path, dict[str, Any]]:
-    from hub_ext.data_registry import init_registry, publish_version
+    from hub_ext.datasets.publish import init_registry, publish_version
 
     registry, remote = base / "registry", base / "remote"
     init_registry(registry, remote)

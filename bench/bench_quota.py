@@ -13,13 +13,14 @@ does between the user's request and the reservation:
     hours = accounting.hours_this_week(user) if request.gpus else 0.0
     grant = ledger.reserve(request, ..., gpu_hours_used=hours)
 
-and releases the grant afterwards (untimed), so the state is the same for every decision.
+(all of it ``hub_ext.admission.admit.admit``, which the spawner calls) and releases the grant afterwards (untimed), so the state is the same for every decision.
 A refusal (quota, capacity, invalid, forbidden) is a decision too and is timed the same way.
 Separately it times ``GpuAccounting.open`` (an INSERT + COMMIT that ``admit`` also runs,
 synchronously, for every granted GPU server) and deletes the row again.
 
 Profiles and quotas are the test platform's (tests/conftest.py TEST_POLICY), parsed with
-``hub_ext.profiles.parse_profiles`` and ``hub_ext.quota.QuotaTables.from_raw``. Goal:
+``hub_ext.admission.profiles.parse_profiles`` and
+``hub_ext.admission.quota.QuotaTables.from_raw``. Goal:
 p99 <= 5 ms at every size.
 
     .venv/bin/python -m bench.bench_quota [--sizes 100 1000 10000] [--decisions 5000]
@@ -41,14 +42,15 @@ from typing import Any
 from jupyterhub import orm
 from sqlalchemy import delete, func, insert, select
 
-from hub_ext.accounting import GpuAccounting, gpu_sessions, utcnow, week_start
-from hub_ext.accounting import metadata as accounting_metadata
-from hub_ext.options import resolve_request
-from hub_ext.profiles import Profile, parse_profiles, parse_toolchains
-from hub_ext.quota import QuotaTables
-from hub_ext.refusals import Refusal
-from hub_ext.reservations import Grant, Ledger
-from hub_ext.units import parse_bytes
+from hub_ext.admission.accounting import GpuAccounting, gpu_sessions, utcnow, week_start
+from hub_ext.admission.accounting import metadata as accounting_metadata
+from hub_ext.admission.admit import Applicant, admit
+from hub_ext.admission.policy import Policy
+from hub_ext.admission.profiles import parse_profiles, parse_toolchains
+from hub_ext.admission.quota import QuotaTables
+from hub_ext.admission.refusals import Refusal
+from hub_ext.admission.reservations import Grant, Ledger
+from hub_ext.admission.units import parse_bytes
 
 from .common import (
     OtherLoad,
@@ -215,30 +217,25 @@ def decide(
     platform: Platform,
     user: orm.User,
     options: dict[str, Any],
-    profiles: list[Profile],
-    tables: QuotaTables,
+    policy: Policy,
 ) -> tuple[float, str, Grant | None, tuple[float, float, float]]:
-    """One admit decision, timed; returns (seconds, outcome, grant, (resolve, hours, reserve))."""
+    """One admit() decision, timed; returns (seconds, outcome, grant, (before hours, hours,
+    after hours)): the GPU-hours lookup is timed through the callable admit() calls."""
     clock = time.perf_counter
     t0 = clock()
-    groups = sorted(g.name for g in user.groups)
+    applicant = Applicant(user.name, "bench", tuple(sorted(g.name for g in user.groups)))
     accounting = GpuAccounting(platform.db)
+    marks: list[float] = []  # before and after hours_this_week
+
+    def hours_used(name: str) -> float:
+        marks.append(clock())
+        hours = accounting.hours_this_week(name)
+        marks.append(clock())
+        return hours
+
     grant = None
-    marks: list[float] = []  # after resolve_request, after hours_this_week
     try:
-        request = resolve_request(options, profiles, groups)
-        marks.append(clock())
-        hours = accounting.hours_this_week(user.name) if request.gpus else 0.0
-        marks.append(clock())
-        grant = platform.ledger.reserve(
-            request,
-            user=user.name,
-            server="bench",
-            groups=groups,
-            tables=tables,
-            devices=GPU_DEVICES,
-            gpu_hours_used=hours,
-        )
+        grant = admit(options, applicant, policy, platform.ledger, hours_used).grant
         outcome = "granted-gpu" if grant.gpus else "granted"
     except Refusal as refusal:
         outcome = refusal.reason
@@ -247,9 +244,7 @@ def decide(
     return t3 - t0, outcome, grant, (t1 - t0, t2 - t1, t3 - t2)
 
 
-def run_size(
-    n_users: int, args: argparse.Namespace, profiles: list[Profile], tables: QuotaTables
-) -> dict[str, Any]:
+def run_size(n_users: int, args: argparse.Namespace, policy: Policy) -> dict[str, Any]:
     rng = random.Random(args.seed + n_users)
     running = 2000 if n_users >= 2000 else n_users // 5
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp:
@@ -271,7 +266,7 @@ def run_size(
         for i in range(args.warmup + args.decisions):
             user = rng.choice(platform.users)
             options = pick_options(rng, user.name in platform.gpu_users)
-            seconds, outcome, grant, split = decide(platform, user, options, profiles, tables)
+            seconds, outcome, grant, split = decide(platform, user, options, policy)
             if grant is not None:
                 if grant.gpus and len(opens) < args.opens and i >= args.warmup:
                     accounting = GpuAccounting(platform.db)
@@ -331,12 +326,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.disable(logging.INFO)  # alembic's INFO lines when each database is created
     contention = cpu_contention()
     others = OtherLoad()
-    profiles = parse_profiles(PROFILES, parse_toolchains(TOOLCHAINS))
-    tables = QuotaTables.from_raw(**QUOTAS)
+    policy = Policy(
+        toolchains=parse_toolchains(TOOLCHAINS),
+        profiles=parse_profiles(PROFILES, parse_toolchains(TOOLCHAINS)),
+        quotas=QuotaTables.from_raw(**QUOTAS),
+        gpu_devices=GPU_DEVICES,
+    )
     sizes = []
     for n in args.sizes:
         log(f"bench_quota: {n} users ...")
-        sizes.append(run_size(n, args, profiles, tables))
+        sizes.append(run_size(n, args, policy))
 
     rows = []
     for s in sizes:
@@ -346,7 +345,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             d["p50"], d["p99"], d["max"], s["gpu_path_ms"]["p99"],
             s["gpu_session_open_ms"]["p50"], s["gpu_session_open_ms"]["p99"],
         ])  # fmt: skip
-    print("\nQuota decision latency (ms): resolve_request + hours_this_week + Ledger.reserve")
+    print(
+        "\nQuota decision latency (ms): admit() = resolve_request + hours_this_week + Ledger.reserve"
+    )
     print(table(
         ["users", "running", "gpu rows", "decisions", "p50", "p99", "max", "gpu-path p99",
          "open p50", "open p99"],

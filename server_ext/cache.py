@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import CorruptData, RegistryUnavailable
 from .locks import file_lock
-from .registry import DatasetVersion
+from .records import DatasetVersion
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, files done)
 

@@ -3,7 +3,8 @@
 Inside a hub sandbox ``DSDATA_CATALOG_URL`` points at the hub's catalog API, which lists
 only the datasets the user's groups may see (authenticated with ``JUPYTERHUB_API_TOKEN``).
 Outside a hub, ``DSDATA_REGISTRIES`` (comma-separated registry URLs or paths) is the
-catalog. Both give the same entries: name, registry, description, labels, versions.
+catalog. Both give the same :class:`~server_ext.records.DatasetEntry` records, and hand out
+the :class:`~server_ext.registry.Registry` that serves an entry's versions.
 """
 
 from __future__ import annotations
@@ -16,39 +17,45 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from .errors import RegistryUnavailable, UnknownDataset
-from .registry import describe_version, list_tags
+from .records import DatasetEntry
+from .registry import DvcRegistry, Registry
 
 
 class Catalog(Protocol):
-    def entries(self) -> list[dict[str, Any]]: ...
+    """Which datasets a user may pull, and the registry that serves each."""
+
+    def entries(self) -> list[DatasetEntry]: ...
+
+    def registry(self, entry: DatasetEntry) -> Registry: ...
 
 
-def registry_entries(urls: Sequence[str], cache_dir: Path) -> list[dict[str, Any]]:
-    """Datasets of ``urls`` (first registry wins a name), described at their latest tag."""
-    seen: dict[str, dict[str, Any]] = {}
-    for url in urls:
-        for name, versions in sorted(list_tags(url).items()):
+def registry_entries(registries: Sequence[Registry]) -> list[DatasetEntry]:
+    """Datasets of ``registries`` (first registry wins a name), described at their latest
+    version."""
+    seen: dict[str, DatasetEntry] = {}
+    for registry in registries:
+        for name, versions in sorted(registry.versions().items()):
             if name in seen or not versions:
                 continue
             try:
-                latest = describe_version(url, name, versions[-1], cache_dir)
+                latest = registry.describe(name, versions[-1])
             except UnknownDataset:
                 continue  # a model or another artifact type, not a dataset
-            seen[name] = {
-                "name": name,
-                "registry": url,
-                "description": latest.description,
-                "labels": list(latest.labels),
-                "versions": [v.version for v in versions],
-                "stages": {s: v.version for v in versions for s in v.stages},
-                "latest": versions[-1].version,
-                "size": latest.size,
-                "nfiles": latest.nfiles,
-                "path": latest.path,
-            }
+            seen[name] = DatasetEntry(
+                name=name,
+                registry=registry.url,
+                description=latest.description,
+                labels=latest.labels,
+                versions=tuple(v.version for v in versions),
+                stages={s: v.version for v in versions for s in v.stages},
+                latest=versions[-1].version,
+                size=latest.size,
+                nfiles=latest.nfiles,
+                path=latest.path,
+            )
     return list(seen.values())
 
 
@@ -59,18 +66,19 @@ class CachedListing:
     """
 
     def __init__(self, urls: Sequence[str], cache_dir: Path, refresh: float = 30.0) -> None:
-        self.urls, self.cache_dir, self.refresh = list(urls), cache_dir, refresh
-        self._entries: list[dict[str, Any]] = []
+        self.registries = [DvcRegistry(url, cache_dir) for url in urls]
+        self.refresh = refresh
+        self._entries: list[DatasetEntry] = []
         self._at: float | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def entries(self) -> list[dict[str, Any]]:
+    async def entries(self) -> list[DatasetEntry]:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._at is None or time.monotonic() - self._at > self.refresh:
+            if self._at is None or time.monotonic() - self._at >= self.refresh:
                 self._entries = await asyncio.get_running_loop().run_in_executor(
-                    None, registry_entries, self.urls, self.cache_dir
+                    None, registry_entries, self.registries
                 )
                 self._at = time.monotonic()
         return self._entries
@@ -80,21 +88,28 @@ class RegistryCatalog:
     """The catalog of a list of registries (``DSDATA_REGISTRIES``)."""
 
     def __init__(self, urls: Sequence[str], cache_dir: Path) -> None:
-        self.urls = list(urls)
+        self.registries = {url: DvcRegistry(url, cache_dir) for url in urls}
         self.cache_dir = cache_dir
 
-    def entries(self) -> list[dict[str, Any]]:
-        return registry_entries(self.urls, self.cache_dir)
+    def entries(self) -> list[DatasetEntry]:
+        return registry_entries(list(self.registries.values()))
+
+    def registry(self, entry: DatasetEntry) -> Registry:
+        return self.registries.get(entry.registry) or DvcRegistry(entry.registry, self.cache_dir)
 
 
 class HubCatalog:
     """The hub's catalog API (``DSDATA_CATALOG_URL``), already filtered by the user's groups."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, cache_dir: Path) -> None:
         self.url = url
         self.token = token
+        self.cache_dir = cache_dir
 
-    def entries(self) -> list[dict[str, Any]]:
+    def registry(self, entry: DatasetEntry) -> Registry:
+        return DvcRegistry(entry.registry, self.cache_dir)
+
+    def entries(self) -> list[DatasetEntry]:
         request = urllib.request.Request(self.url)
         if self.token:
             request.add_header("Authorization", f"token {self.token}")
@@ -107,23 +122,22 @@ class HubCatalog:
             ) from None
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise RegistryUnavailable(f"Cannot reach the dataset catalog {self.url}: {e}") from None
-        entries: list[dict[str, Any]] = data["datasets"]
-        return entries
+        return [DatasetEntry.from_json(item) for item in data["datasets"]]
 
 
 def default_catalog(cache_dir: Path) -> Catalog:
     url = os.environ.get("DSDATA_CATALOG_URL")
     if url:
-        return HubCatalog(url, os.environ.get("JUPYTERHUB_API_TOKEN"))
+        return HubCatalog(url, os.environ.get("JUPYTERHUB_API_TOKEN"), cache_dir)
     registries = [
         r.strip() for r in os.environ.get("DSDATA_REGISTRIES", "").split(",") if r.strip()
     ]
     return RegistryCatalog(registries, cache_dir)
 
 
-def find(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def find(entries: Sequence[DatasetEntry], name: str) -> DatasetEntry:
     for entry in entries:
-        if entry["name"] == name:
+        if entry.name == name:
             return entry
-    names = ", ".join(sorted(e["name"] for e in entries)) or "none"
+    names = ", ".join(sorted(e.name for e in entries)) or "none"
     raise UnknownDataset(f"No dataset {name!r} in your catalog; available: {names}")

@@ -15,8 +15,9 @@ from .catalog import Catalog, default_catalog, find
 from .errors import UnknownDataset
 from .lineage import Lineage, find_project_root, now_iso
 from .locks import file_lock
+from .records import DatasetEntry, DatasetInfo, VersionDetail
 from .refs import parse_ref, resolve_target
-from .registry import describe_version, list_tags, open_at, pick_version
+from .registry import pick_version
 from .workspace import changes, check_replaceable, load_snapshot, materialise, save_snapshot
 
 
@@ -81,30 +82,30 @@ class DataService:
         self.state_dir = self.root / ".dsdata" / "state"
 
     # --- reading ---------------------------------------------------------------------
-    def list_datasets(self) -> list[dict[str, Any]]:
+    def list_datasets(self) -> list[DatasetEntry]:
         """Datasets the user may pull, with their versions."""
-        return sorted(self.catalog.entries(), key=lambda e: e["name"])
+        return sorted(self.catalog.entries(), key=lambda e: e.name)
 
-    def info(self, name: str) -> dict[str, Any]:
+    def info(self, name: str) -> DatasetInfo:
         """One dataset: description, source, and each version's size and content hash."""
         ref = parse_ref(name)
         entry = find(self.catalog.entries(), ref.name)
-        versions = list_tags(entry["registry"]).get(ref.name, [])
+        registry = self.catalog.registry(entry)
         details = []
-        for version in reversed(versions):
-            described = describe_version(entry["registry"], ref.name, version, self.cache.root)
+        for version in reversed(registry.versions().get(ref.name, [])):
+            described = registry.describe(ref.name, version)
             details.append(
-                {
-                    "version": version.version,
-                    "tag": version.tag,
-                    "rev": described.rev,
-                    "size": described.size,
-                    "nfiles": described.nfiles,
-                    "content_hash": described.dir_md5,
-                    "cached": self.cache.is_complete(described.dir_md5),
-                }
+                VersionDetail(
+                    version=version.version,
+                    tag=version.tag,
+                    rev=described.rev,
+                    size=described.size,
+                    nfiles=described.nfiles,
+                    content_hash=described.dir_md5,
+                    cached=self.cache.is_complete(described.dir_md5),
+                )
             )
-        return {**entry, "version_details": details}
+        return DatasetInfo(entry, tuple(details))
 
     def status(self) -> list[dict[str, Any]]:
         """Each pulled path: dataset, version, and whether its files changed since."""
@@ -161,12 +162,13 @@ class DataService:
 
         report()
         entry = find(self.catalog.entries(), ref.name)
-        registry = entry["registry"]
-        versions = list_tags(registry).get(ref.name)
+        source = self.catalog.registry(entry)
+        registry = source.url
+        versions = source.versions().get(ref.name)
         if not versions:
             raise UnknownDataset(f"Dataset {ref.name!r} has no released version in {registry!r}")
         chosen = pick_version(ref, versions, registry)
-        dataset = describe_version(registry, ref.name, chosen, self.cache.root)
+        dataset = source.describe(ref.name, chosen)
         progress.bytes_total, progress.files_total = dataset.size, dataset.nfiles
         with self._workspace_lock():
             check_replaceable(target, load_snapshot(self.state_dir, rel), force)
@@ -184,8 +186,7 @@ class DataService:
                     progress.files_done = min(done_files, dataset.nfiles or done_files)
                     report()
 
-                with open_at(registry, chosen.tag, self.cache.root) as repo:
-                    downloaded = self.cache.fetch(repo, dataset, on_bytes)
+                downloaded = source.fetch(dataset, self.cache, on_bytes)
         progress.phase = "linking"
         report()
         with self._workspace_lock():

@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from .records import DatasetEntry, DatasetInfo
+
 
 def human_bytes(n: int | None) -> str:
     if n is None:
@@ -63,27 +65,24 @@ class Table:
         p.text(str(self))
 
 
-def datasets_table(entries: list[dict[str, Any]]) -> Table:
+def datasets_table(entries: Sequence[DatasetEntry]) -> Table:
     rows = [
-        (e["name"], e.get("latest", ""), ", ".join(e.get("versions", [])),
-         human_bytes(e.get("size")), e.get("description", ""))
+        (e.name, e.latest or "", ", ".join(e.versions), human_bytes(e.size), e.description)
         for e in entries
-    ]  # fmt: skip
+    ]
     return Table(
         ["dataset", "latest", "versions", "size (latest)", "description"], rows, "Datasets"
     )
 
 
-def info_table(info: dict[str, Any]) -> Table:
+def info_table(info: DatasetInfo) -> Table:
     rows = [
-        (d["version"], human_bytes(d["size"]), d["nfiles"], d["rev"][:10], d["content_hash"],
-         "yes" if d["cached"] else "no")
-        for d in info.get("version_details", [])
+        (d.version, human_bytes(d.size), d.nfiles, d.rev[:10], d.content_hash,
+         "yes" if d.cached else "no")
+        for d in info.versions
     ]  # fmt: skip
-    title = (
-        f"{info['name']}: {info.get('description') or ''} "
-        f"(source: {info['registry']}, path {info.get('path')})"
-    )
+    entry = info.entry
+    title = f"{entry.name}: {entry.description} (source: {entry.registry}, path {entry.path})"
     return Table(["version", "size", "files", "git rev", "content hash", "cached"], rows, title)
 
 

@@ -22,13 +22,13 @@ def service(root: Path | None = None) -> DataService:
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    """Datasets you may pull, with their versions."""
-    return service().list_datasets()
+    """Datasets you may pull, with their versions (as the REST API lists them)."""
+    return [entry.to_json() for entry in service().list_datasets()]
 
 
 def info(name: str) -> dict[str, Any]:
     """A dataset's description, source and versions (size, files, content hash)."""
-    return service().info(name)
+    return service().info(name).to_json()
 
 
 def pull(

@@ -27,10 +27,6 @@ class UnknownVersion(DsdataError):
     status = 404
 
 
-class NotAllowed(DsdataError):
-    status = 403
-
-
 class WorkspaceConflict(DsdataError):
     """The target holds local changes (or files not from a pull) and --force was not given."""
 

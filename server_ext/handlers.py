@@ -66,13 +66,15 @@ class DsdataHandler(ExtensionHandlerMixin, APIHandler):
 class DatasetsHandler(DsdataHandler):
     @web.authenticated
     async def get(self) -> None:
-        self.write_json({"datasets": await self.in_thread(self.service.list_datasets)})
+        entries = await self.in_thread(self.service.list_datasets)
+        self.write_json({"datasets": [entry.to_json() for entry in entries]})
 
 
 class DatasetHandler(DsdataHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
-        self.write_json(await self.in_thread(self.service.info, name))
+        info = await self.in_thread(self.service.info, name)
+        self.write_json(info.to_json())
 
 
 class PullsHandler(DsdataHandler):
@@ -115,13 +117,12 @@ class PullEventsHandler(DsdataHandler):
         self.set_header("Cache-Control", "no-cache")
         seen = -1
         while True:
-            if job.revision != seen:
-                seen = job.revision
-                self.write(f"data: {json.dumps(job.as_dict())}\n\n")
-                await self.flush()
-            if job.status != "running":
+            await job.next_change(seen)  # woken by the pull itself, no polling
+            seen, state = job.snapshot()
+            self.write(f"data: {json.dumps(state)}\n\n")
+            await self.flush()
+            if state["status"] != "running":
                 break
-            await asyncio.sleep(0.1)
         self.finish()
 
 

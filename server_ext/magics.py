@@ -13,7 +13,7 @@ from IPython.display import display
 from . import dsdata
 from .display import datasets_table, info_table, models_table, runs_table, status_table
 from .errors import DsdataError
-from .experiments import parse_pairs
+from .params import parse_pairs
 from .progress import PullBar
 
 
@@ -137,10 +137,10 @@ class DsdataMagics(Magics):
             return None
 
     def _list(self, args: argparse.Namespace) -> None:
-        display(datasets_table(dsdata.list_datasets()))
+        display(datasets_table(dsdata.service().list_datasets()))
 
     def _info(self, args: argparse.Namespace) -> None:
-        display(info_table(dsdata.info(args.name)))
+        display(info_table(dsdata.service().info(args.name)))
 
     def _pull(self, args: argparse.Namespace) -> None:
         bar = PullBar(disable=args.quiet)

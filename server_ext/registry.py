@@ -1,51 +1,74 @@
-"""DVC data registries: versions from GTO-style tags, dataset descriptions at a version.
+"""Data registries: where dataset versions come from.
 
-A registry is a git repository whose ``dvc.yaml`` declares ``artifacts:`` of
-``type: dataset``; a version is an annotated tag ``NAME@vX.Y.Z`` (what ``gto register``
-writes and ``dvc artifacts get`` resolves). Everything goes through DVC's and scmrepo's
-Python APIs; the ``dvc`` CLI is never run.
+:class:`Registry` is the seam a data source implements: list its released versions,
+describe one version (content hash, size, files), fetch its objects into the shared cache,
+verified. :class:`DvcRegistry` is the DVC one: a git repository whose ``dvc.yaml`` declares
+``artifacts:`` of ``type: dataset``; a version is an annotated tag ``NAME@vX.Y.Z`` (what
+``gto register`` writes and ``dvc artifacts get`` resolves). Everything goes through DVC's
+and scmrepo's Python APIs; the ``dvc`` CLI is never run. A new kind of source is one new
+module with a class of this protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import RegistryUnavailable, UnknownDataset, UnknownVersion
+from .records import DatasetVersion, Version
 from .refs import STAGE_RE, DatasetRef, parse_tag_version
 
+if TYPE_CHECKING:
+    from .cache import SharedCache
 
-@dataclass(frozen=True)
-class Version:
-    tag: str  # "iris@v1.2.0", usable as a git rev
-    version: str  # "v1.2.0"
-    key: tuple[int, int, int]
-    stages: tuple[str, ...] = ()  # GTO stages this version is promoted to now
+ProgressFn = Callable[[int, int], None]  # (bytes done, files done)
 
 
-@dataclass(frozen=True)
-class DatasetVersion:
-    """One dataset version as recorded in the registry at its tag."""
+class Registry(Protocol):
+    """A source of versioned datasets (a DVC registry, the hub's fetch service, ...)."""
 
-    name: str
-    version: str
-    registry: str
-    tag: str
-    rev: str  # commit sha the tag points to
-    path: str  # path of the dataset in the registry
-    dir_md5: str  # DVC's directory hash ("<md5>.dir"): the content hash
-    size: int | None
-    nfiles: int | None
-    description: str = ""
-    labels: tuple[str, ...] = field(default_factory=tuple)
+    url: str
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["labels"] = list(self.labels)
-        return data
+    def versions(self) -> dict[str, list[Version]]:
+        """Released versions per dataset name, oldest first, with their current stages."""
+        ...
+
+    def describe(self, name: str, version: Version) -> DatasetVersion:
+        """The dataset's content hash, size and files at ``version``."""
+        ...
+
+    def fetch(
+        self, dataset: DatasetVersion, cache: SharedCache, progress: ProgressFn | None = None
+    ) -> int:
+        """Put ``dataset``'s missing objects into ``cache``, verified; how many were fetched.
+
+        Raises:
+            RegistryUnavailable, CorruptData: nothing incomplete or corrupt is left looking
+                complete in the cache.
+        """
+        ...
+
+
+class DvcRegistry:
+    """A DVC data registry (git URL or path), read with DVC's and scmrepo's Python APIs."""
+
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url
+        self.cache_dir = Path(cache_dir)
+
+    def versions(self) -> dict[str, list[Version]]:
+        return list_tags(self.url)
+
+    def describe(self, name: str, version: Version) -> DatasetVersion:
+        return describe_version(self.url, name, version, self.cache_dir)
+
+    def fetch(
+        self, dataset: DatasetVersion, cache: SharedCache, progress: ProgressFn | None = None
+    ) -> int:
+        with open_at(self.url, dataset.tag, cache.root) as repo:
+            return cache.fetch(repo, dataset, progress)
 
 
 def list_tags(url: str) -> dict[str, list[Version]]:

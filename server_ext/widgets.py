@@ -20,7 +20,7 @@ class DatasetBrowser:
         import ipywidgets as w
 
         self.service = service or DataService()
-        self.entries = {e["name"]: e for e in self.service.list_datasets()}
+        self.entries = {e.name: e for e in self.service.list_datasets()}
         names = sorted(self.entries)
         self.dataset = w.Dropdown(options=names, description="Dataset")
         self.version = w.Dropdown(options=[], description="Version")
@@ -44,11 +44,11 @@ class DatasetBrowser:
 
     def _on_dataset(self, change: dict[str, Any]) -> None:
         entry = self.entries.get(change["new"])
-        versions = list(reversed(entry["versions"])) if entry else []
+        versions = list(reversed(entry.versions)) if entry else []
         self.version.options = versions
         self.version.value = versions[0] if versions else None
         if entry:
-            self.path.placeholder = f"data/{entry['name']}"
+            self.path.placeholder = f"data/{entry.name}"
 
     def _progress(self, progress: PullProgress) -> None:
         total = progress.bytes_total or 0
@@ -103,7 +103,8 @@ class ExperimentTable:
     def __init__(self, service: Any = None, n: int = 10) -> None:
         import ipywidgets as w
 
-        from .experiments import ExperimentService, parse_pairs
+        from .experiments import ExperimentService
+        from .params import parse_pairs
 
         self._parse_pairs = parse_pairs
         self.service = service or ExperimentService()

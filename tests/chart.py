@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from .hub import REPO
@@ -74,3 +75,17 @@ def container_env(objects: list[dict[str, Any]], container: Mapping[str, Any]) -
         elif "secretKeyRef" in item.get("valueFrom", {}):
             env[item["name"]] = secret_value(objects, item["valueFrom"]["secretKeyRef"])
     return env
+
+
+DEFAULTS: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+# the chart rendered with its defaults and with the lint values file that sets every option
+VALUES = {"defaults": {}, "lint-values": load_values(LINT_VALUES)}
+
+
+@pytest.fixture(name="rendered", scope="module", params=list(VALUES))
+def rendered_fixture(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(VALUES[request.param])
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hub_ext.mlflow_service import MLFLOW_SERVER_ENV, mlflow_server_command
+from hub_ext.services.mlflow.service import MLFLOW_SERVER_ENV, mlflow_server_command
 
 from . import processes
 from .hub import free_port

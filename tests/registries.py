@@ -1,6 +1,6 @@
 """Real DVC data registries for the data tests: git + DVC + a local-directory DVC remote.
 
-Built with :mod:`hub_ext.data_registry` (the same code that writes the demo registry):
+Built with :mod:`hub_ext.datasets.publish` (the same code that writes the demo registry):
 each release is ``dvc add`` + ``dvc.yaml`` artifact + ``dvc push`` + commit + annotated tag
 ``NAME@vX.Y.Z``. A test module imports the fixtures it uses, with their dependencies::
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import pytest
 
-from hub_ext.data_registry import git, init_registry, publish_version
+from hub_ext.datasets.publish import git, init_registry, publish_version
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from traitlets.config import Config
 
-from hub_ext.catalog_config import ACCESS, PREDICT_SCOPE, PlatformCatalog, catalog_roles
-from hub_ext.catalog_openapi import model_openapi, signature_columns
+from hub_ext.datasets.catalog import DatasetCatalog
+from hub_ext.services.catalog.config import ACCESS, PREDICT_SCOPE, PlatformCatalog, catalog_roles
+from hub_ext.services.catalog.openapi import model_openapi, signature_columns
 from hub_ext.setup import configure
+
+from .catalog_entry import catalog_from_entry
 
 SIGNATURE = ModelSignature(
     inputs=Schema(
@@ -97,8 +102,10 @@ def test_configure_wires_the_catalog() -> None:
     configure(c)
     (service,) = [s for s in c.JupyterHub.services if s["name"] == "catalog"]
     assert service["url"] == "http://127.0.0.1:12345"
-    assert service["command"][1:3] == ["-m", "hub_ext.catalog_service"]
-    assert '"dataset_groups": {"churn": ["ml"]}' in service["environment"]["DSPLATFORM_CATALOG"]
+    assert service["command"][1:] == ["-m", "hub_ext.services.catalog"]
+    app = catalog_from_entry(service)
+    assert app.dataset_groups == {"churn": ("ml",)}
+    assert app.datasets.registries == ["/r"]
     assert PREDICT_SCOPE in c.JupyterHub.custom_scopes
     assert ACCESS in c.Spawner.server_token_scopes
     assert "users:activity!user" in c.Spawner.server_token_scopes
@@ -148,3 +155,44 @@ def test_configure_without_the_catalog_leaves_the_hub_alone() -> None:
     configure(c)
     assert "catalog" not in [s.get("name") for s in c.JupyterHub.get("services", [])]
     assert "server_token_scopes" not in c.Spawner
+
+
+def test_every_setting_of_the_catalog_reaches_the_service() -> None:
+    """Each trait is declared once (PlatformCatalog, DatasetCatalog) and configure() hands
+    every one to the service process: set each to a value unlike its default."""
+    changed: dict[str, dict[str, Any]] = {
+        "PlatformCatalog": {
+            "enabled": True,
+            "port": 12346,
+            "host": "catalog.internal",
+            "bind_ip": "0.0.0.0",
+            "predict_groups": ["quants"],
+            "max_request_bytes": 12345,
+        },
+        "DatasetCatalog": {
+            "registries": ["/srv/registry"],
+            "dataset_groups": {"churn": ["ml"]},
+            "metadata_dir": "/srv/metadata",
+            "refresh_seconds": 5,
+        },
+    }
+    for cls in (PlatformCatalog, DatasetCatalog):
+        assert set(changed[cls.__name__]) == set(cls.class_trait_names(config=True)), (
+            f"a new {cls.__name__} trait: add it here with a value unlike its default"
+        )
+        defaults = cls()
+        for name, value in changed[cls.__name__].items():
+            assert getattr(defaults, name) != value
+    c = Config(changed)
+    c.JupyterHub.spawner_class = "dsplatform-local"
+    c.ProfileSpawner.profiles = [{"slug": "a"}]
+    configure(c)
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "catalog"]
+    app = catalog_from_entry(service)
+    for name, value in changed["PlatformCatalog"].items():
+        assert getattr(app.catalog, name) == value, name
+    for name, value in changed["DatasetCatalog"].items():
+        assert getattr(app.datasets, name) == value, name
+    assert app._listing.refresh == 5  # what the running listing uses
+    assert app.max_request_bytes == 12345
+    assert app.listen_address() == ("0.0.0.0", 12346)

@@ -37,6 +37,7 @@ c.JupyterHub.load_groups = {{
     "ml-research": {{"users": ["alice"]}},
 }}
 c.PlatformCatalog.max_request_bytes = {MAX_BYTES}
+c.DatasetCatalog.refresh_seconds = 5
 """
 )
 
@@ -373,3 +374,24 @@ def test_moving_the_alias_moves_predictions(chub: HubProcess) -> None:
     models = {m["name"]: m for m in get(chub, "api/models", paul).json()["models"]}
     assert models[MODEL]["aliases"] == {"production": 2}
     assert [v["version"] for v in models[MODEL]["versions"]] == [1, 2]
+
+
+def test_the_catalogs_refresh_setting_reaches_the_running_service(chub: HubProcess) -> None:
+    """c.DatasetCatalog.refresh_seconds = 5 (not the service's own 30 s): a version published
+    into the registry is listed within seconds."""
+    from hub_ext.datasets.publish import publish_version
+
+    paul = chub.paul  # type: ignore[attr-defined]
+    listed = get(chub, "api/datasets", paul).json()["datasets"]
+    assert "v9.0.0" not in next(d for d in listed if d["name"] == "iris")["versions"]
+    registry = chub.state / "platform" / "registries" / "demo"
+    publish_version(registry, "iris", {"iris.csv": b"a,b\n1,2\n"}, "v9.0.0")
+    published = time.monotonic()
+    while True:
+        listed = get(chub, "api/datasets", paul).json()["datasets"]
+        if "v9.0.0" in next(d for d in listed if d["name"] == "iris")["versions"]:
+            break
+        # a 30 s listing would still be the old one; 5 s + one read of the registry is not
+        assert time.monotonic() - published < 25, "the catalog did not re-read its registries"
+        time.sleep(0.5)
+    assert "registries refreshed every 5s" in chub.log_path.read_text()

@@ -1,4 +1,4 @@
-"""Chart values -> hub configuration (hub_ext.chart_config), and the settings it relies on:
+"""Chart values -> hub configuration (hub_ext.deploy.chart), and the settings it relies on:
 an external MLflow (PlatformMLflow.external_url) and a catalog reached by a Service name
 (PlatformCatalog.host / bind_ip). The chart's own rendering is in tests/test_helm_chart.py."""
 
@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from hub_ext.catalog_config import PlatformCatalog, catalog_service
-from hub_ext.chart_config import apply_chart_values, configure_from_chart, database_url
-from hub_ext.profiles import ConfigError
+from hub_ext.deploy.chart import apply_chart_values, configure_from_chart, database_url
+from hub_ext.errors import ConfigError
+from hub_ext.services.catalog.config import PlatformCatalog, catalog_service
 from hub_ext.setup import configure
+
+from .catalog_entry import catalog_from_entry
 
 VALUES: dict[str, Any] = {
     "release": {"name": "dsp", "namespace": "data"},
@@ -159,7 +161,7 @@ def test_configure_accepts_it_and_wires_mlflow_and_the_catalog() -> None:
     assert "mlflow" not in services  # the chart runs it
     catalog = services["catalog"]
     assert catalog["url"] == "http://dsp-dsplatform-hub:10101"
-    assert "--CatalogService.service_url=http://0.0.0.0:10101" in catalog["command"]
+    assert catalog_from_entry(catalog).listen_address() == ("0.0.0.0", 10101)
     assert catalog["environment"]["MLFLOW_TRACKING_URI"] == "http://dsp-dsplatform-mlflow:5000"
     assert c.ProfileSpawner.catalog_url == (
         "http://dsp-dsplatform-hub:10101/services/catalog/api/datasets"
@@ -277,21 +279,13 @@ def test_contradictory_service_settings_stop_the_hub(settings: dict, message: st
 
 
 def test_catalog_listens_where_the_service_name_leads() -> None:
-    local = catalog_service(
-        PlatformCatalog(config=Config({"PlatformCatalog": {"port": 10101}})),
-        registries=[],
-        dataset_groups={},
-        metadata_dir="",
-        tracking_uri="",
-    )
+    def entry(**settings: Any) -> dict[str, Any]:
+        c = Config({"PlatformCatalog": settings})
+        return catalog_service(c, PlatformCatalog(config=c), tracking_uri="")
+
+    local = entry(port=10101)
     assert local["url"] == "http://127.0.0.1:10101"
-    assert not [a for a in local["command"] if a.startswith("--CatalogService.service_url")]
-    kube = catalog_service(
-        PlatformCatalog(config=Config({"PlatformCatalog": {"host": "hub", "bind_ip": "0.0.0.0"}})),
-        registries=[],
-        dataset_groups={},
-        metadata_dir="",
-        tracking_uri="",
-    )
+    assert catalog_from_entry(local).listen_address() == ("127.0.0.1", 10101)
+    kube = entry(host="hub", bind_ip="0.0.0.0")
     assert kube["url"] == "http://hub:10101"
-    assert kube["command"][-1] == "--CatalogService.service_url=http://0.0.0.0:10101"
+    assert catalog_from_entry(kube).listen_address() == ("0.0.0.0", 10101)

@@ -10,21 +10,18 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from hub_ext.culler import (
+from hub_ext.admission.policy import load_policy
+from hub_ext.services.culler import SCOPES as CULLER_SCOPES
+from hub_ext.services.culler import SERVICE as CULLER_SERVICE
+from hub_ext.services.culler import (
     PlatformIdleCulling,
     ProfileIdleCuller,
     cull_interval,
+    idle_timeouts,
     make_arbiter,
     timeout_for,
 )
-from hub_ext.policy import load_policy
-from hub_ext.setup import (
-    CULLER_SCOPES,
-    CULLER_SERVICE,
-    configure,
-    idle_timeouts,
-    resolve_spawner_class,
-)
+from hub_ext.setup import configure, resolve_spawner_class
 
 TIMEOUTS = {"cpu-small": 3600, "gpu-a100": 1800, "pinned": 0}
 FALLBACK = 7200
@@ -121,7 +118,7 @@ def test_cull_interval_default_configured():
     assert cull_interval({"a": 100}, 3600) == 50
 
 
-# --- setup.idle_timeouts and configure() -----------------------------------------------------
+# --- culler.idle_timeouts and configure() -----------------------------------------------------
 
 PROFILES: list[dict[str, Any]] = [
     {"slug": "cpu-default"},
@@ -195,7 +192,7 @@ def test_configure_adds_the_culler_service():
     timeouts = json.loads(env["DSPLATFORM_IDLE_TIMEOUTS"])
     assert timeouts["gpu-default"] == 1800 and timeouts["cpu-default"] == 3600
     assert env["DSPLATFORM_IDLE_FALLBACK"] == "3600"
-    assert service["command"][1:3] == ["-m", "hub_ext.culler"]
+    assert service["command"][1:3] == ["-m", "hub_ext.services.culler"]
     assert f"--cull-every={cull_interval(timeouts, 3600)}" in service["command"]
     assert "--timeout=3600" in service["command"]
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == CULLER_SERVICE]

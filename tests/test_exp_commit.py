@@ -14,7 +14,8 @@ import pytest
 
 from server_ext import dsdata
 from server_ext.errors import InvalidReference
-from server_ext.experiments import ExperimentService, NothingToCommit, parse_pairs
+from server_ext.experiments import ExperimentService, NothingToCommit
+from server_ext.params import parse_pairs
 
 from .mlflow_server import Project, mlflow_server_fixture, project_fixture  # noqa: F401
 from .registries import Registry, dvc_site_cache_fixture, registry_fixture  # noqa: F401

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from hub_ext.gpus import detect_nvidia_gpus, gpu_type_name, parse_nvidia_smi
-from hub_ext.profiles import GPU_TYPE_RE
+from hub_ext.admission.profiles import GPU_TYPE_RE
+from hub_ext.spawners.gpus import detect_nvidia_gpus, gpu_type_name, parse_nvidia_smi
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_parse_nvidia_smi(output, expected):
 
 
 def test_parse_nvidia_smi_output_is_valid_gpu_devices_config():
-    from hub_ext.policy import parse_gpu_devices
+    from hub_ext.admission.policy import parse_gpu_devices
 
     devices = parse_nvidia_smi(SMI_TWO_TYPES)
     assert parse_gpu_devices(devices) == {

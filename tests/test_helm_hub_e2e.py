@@ -55,7 +55,7 @@ from typing import Any
 import pytest
 import requests
 
-from hub_ext.chart_config import database_url
+from hub_ext.deploy.chart import database_url
 
 from . import processes
 from .chart import NAMESPACE, container_env, find, hub_values, render

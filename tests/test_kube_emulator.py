@@ -21,7 +21,7 @@ from kubernetes_asyncio.client import ApiException, Configuration, CoreV1Api
 from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.watch import Watch
 
-from hub_ext.kube_failures import start_failure
+from hub_ext.spawners.kube_failures import start_failure
 
 from .kube_emulator import Cluster, Config, NodeSpec, start_server
 from .kube_emulator.patch import PatchError, apply_patch

@@ -15,11 +15,11 @@ from kubespawner import KubeSpawner
 from kubespawner.objects import make_pod, make_pvc
 from traitlets.config import Config
 
-from hub_ext.kube_spawner import ProfileKubeSpawner, label_value, pod_settings
-from hub_ext.options import Request, resolve_request
-from hub_ext.profiles import parse_profiles, parse_toolchains
-from hub_ext.quota import QuotaTables
-from hub_ext.reservations import Grant, Ledger
+from hub_ext.admission.options import Request, resolve_request
+from hub_ext.admission.profiles import parse_profiles, parse_toolchains
+from hub_ext.admission.quota import QuotaTables
+from hub_ext.admission.reservations import Grant, Ledger
+from hub_ext.spawners.kube import ProfileKubeSpawner, label_value, pod_settings
 
 from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
@@ -476,7 +476,7 @@ def test_profile_kube_spawner_cpu_profile_has_no_gpu():
 @pytest.mark.usefixtures("kubeconfig")
 def test_profile_datasets_become_a_preload_init_container():
     """Kubernetes runs the same preload entry point as local mode, before the notebook."""
-    from hub_ext.profiles import parse_profiles
+    from hub_ext.admission.profiles import parse_profiles
 
     profiles = parse_profiles(
         [{"slug": "data", "toolchain": "scipy", "cpu": 1, "memory": "1G",

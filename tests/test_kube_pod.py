@@ -18,8 +18,16 @@ from kubernetes_asyncio.client.api_client import ApiClient
 from kubespawner.objects import make_pod
 from traitlets.config import Config
 
-from hub_ext.kube_failures import FAIL_FAST_REASONS, start_failure
-from hub_ext.kube_pod import (
+from hub_ext.admission.options import resolve_request
+from hub_ext.admission.policy import load_policy
+from hub_ext.admission.profiles import parse_profiles, parse_toolchains
+from hub_ext.admission.quota import QuotaTables
+from hub_ext.admission.reservations import Ledger
+from hub_ext.errors import ConfigError
+from hub_ext.setup import configure
+from hub_ext.spawners.kube import ProfileKubeSpawner
+from hub_ext.spawners.kube_failures import FAIL_FAST_REASONS, start_failure
+from hub_ext.spawners.kube_pod import (
     check_kube_config,
     equal_extended_resources,
     is_extended_resource,
@@ -27,13 +35,6 @@ from hub_ext.kube_pod import (
     parse_gpu_scheduling,
     pod_settings,
 )
-from hub_ext.kube_spawner import ProfileKubeSpawner
-from hub_ext.options import resolve_request
-from hub_ext.policy import load_policy
-from hub_ext.profiles import ConfigError, parse_profiles, parse_toolchains
-from hub_ext.quota import QuotaTables
-from hub_ext.reservations import Ledger
-from hub_ext.setup import configure
 
 from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
@@ -244,7 +245,7 @@ def test_range_edges_become_valid_pods(options, resource, expected):  # type: ig
 @pytest.mark.parametrize("options", [{"cpu": 0.4}, {"cpu": 8.5}, {"memory": "511M"}, {"memory": "65G"},
                                      {"gpus": 5}, {"disk": "999M"}, {"disk": "201G"}])  # fmt: skip
 def test_just_outside_a_range_is_refused(options):  # type: ignore[no-untyped-def]
-    from hub_ext.refusals import Refusal
+    from hub_ext.admission.refusals import Refusal
 
     with pytest.raises(Refusal, match="is outside profile 'r'"):
         grant_for(dict(RANGES), options)

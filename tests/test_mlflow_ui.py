@@ -14,11 +14,11 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
-from hub_ext.mlflow_ui import (
+from hub_ext.services.mlflow.ui import (
     MLflowUIHandler,
     forwarded_request_headers,
-    forwarded_response_headers,
     page_view,
+    response_header,
     same_origin_fetch,
     upstream_url,
 )
@@ -48,14 +48,14 @@ def test_the_hubs_credentials_never_reach_mlflow() -> None:
 
 def test_mlflow_cannot_set_cookies_on_the_hubs_origin() -> None:
     upstream = [
-        ("Set-Cookie", "a=b"),
-        ("Content-Type", "text/html"),
-        ("Transfer-Encoding", "chunked"),
-        ("Content-Encoding", "gzip"),  # tornado's client has decompressed the body
-        ("Cache-Control", "no-cache"),
-        ("ETag", '"abc"'),
+        "Set-Cookie: a=b",
+        "Content-Type: text/html",
+        "Transfer-Encoding: chunked",
+        "Content-Encoding: gzip",  # tornado's client has decompressed the body
+        "Cache-Control: no-cache",
+        'ETag: "abc"',
     ]
-    assert forwarded_response_headers(upstream) == [
+    assert [h for line in upstream if (h := response_header(line))] == [
         ("Content-Type", "text/html"),
         ("Cache-Control", "no-cache"),
         ("ETag", '"abc"'),

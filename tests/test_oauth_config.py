@@ -11,8 +11,8 @@ import pytest
 from oauthenticator.generic import GenericOAuthenticator
 from traitlets.config import Config
 
-from hub_ext.oauth_config import apply_oauth, discover, oauth_settings, split_list
-from hub_ext.profiles import ConfigError
+from hub_ext.deploy.oauth import apply_oauth, discover, oauth_settings, split_list
+from hub_ext.errors import ConfigError
 
 ISSUER = "https://login.example.org/realms/data"
 DISCOVERY = {
@@ -167,7 +167,7 @@ def test_split_list(text: str, expected: list[str]) -> None:
 
 
 def test_configure_auth_modes(capsys) -> None:
-    from hub_ext.oauth_config import configure_auth
+    from hub_ext.deploy.oauth import configure_auth
 
     c = Config()
     configure_auth(c, {})  # the local default: nothing changes

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub_ext.options import OPTION_KEYS, Request, resolve_request
-from hub_ext.profiles import Profile, parse_profiles, parse_toolchains
-from hub_ext.quota import POOL_KEYS, QuotaTables, Usage, effective_limits, gpu_capacity
-from hub_ext.refusals import Refusal
-from hub_ext.reservations import Grant, Ledger
-from hub_ext.units import QuantityError, parse_bytes
+from hub_ext.admission.options import OPTION_KEYS, Request, resolve_request
+from hub_ext.admission.profiles import Profile, parse_profiles, parse_toolchains
+from hub_ext.admission.quota import POOL_KEYS, QuotaTables, Usage, effective_limits, gpu_capacity
+from hub_ext.admission.refusals import Refusal
+from hub_ext.admission.reservations import Grant, Ledger
+from hub_ext.admission.units import QuantityError, parse_bytes
 
 TOOLCHAINS = parse_toolchains({"scipy": {"image": "scipy"}, "pytorch": {"image": "torch"}})
 PROFILES: list[Profile] = parse_profiles(

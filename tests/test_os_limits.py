@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_ext.os_limits import (
+from hub_ext.spawners.os_limits import (
     LimitPlan,
     apply_in_child,
     cpu_max,

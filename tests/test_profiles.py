@@ -1,4 +1,4 @@
-"""Admin profiles and toolchains: the DESIGN.md example parses; every mistake names the key.
+"""Admin profiles and toolchains: the docs/contract.md example parses; every mistake names the key.
 
 Mistakes are checked twice: with the pure parser (ConfigError) and through
 ``hub_ext.setup.configure`` on a fresh traitlets ``Config``, which must stop the hub
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from hub_ext.profiles import ConfigError, Range, parse_profiles, parse_toolchains
+from hub_ext.admission.profiles import Range, parse_profiles, parse_toolchains
+from hub_ext.errors import ConfigError
 from hub_ext.setup import configure
 
 G, M = 1024**3, 1024**2
@@ -24,7 +25,7 @@ TOOLCHAINS: dict[str, Any] = {
     "pytorch": {"image": "quay.io/jupyter/pytorch-notebook:cuda12-2025-10-20"},
 }
 
-# The example of DESIGN.md, verbatim apart from "…".
+# The example of docs/contract.md, verbatim apart from "…".
 CPU_SMALL: dict[str, Any] = {
     "slug": "cpu-small",
     "display_name": "CPU · small",
@@ -440,8 +441,8 @@ def test_configure_validates_each_config_object_afresh(capsys):
     [(None, True), (sys.executable, True), (sys.prefix, True), ("/nonexistent/python", False)],
 )
 def test_local_python_must_exist(local_python: str | None, ok: bool) -> None:
-    from hub_ext.local_spawner import LocalProfileSpawner
-    from hub_ext.policy import load_policy
+    from hub_ext.admission.policy import load_policy
+    from hub_ext.spawners.local import LocalProfileSpawner
 
     c = Config()
     c.ProfileSpawner.toolchains = {"env": {"local_python": local_python}}

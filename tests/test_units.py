@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hub_ext.units import (
+from hub_ext.admission.units import (
     QuantityError,
     format_bytes,
     format_cpu,

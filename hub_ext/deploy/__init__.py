@@ -1,0 +1,1 @@
+"""Deployment inputs turned into hub configuration: Helm chart values and OAuth variables."""

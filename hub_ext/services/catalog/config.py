@@ -1,0 +1,157 @@
+"""How the hub runs the catalog service, and the roles and scopes it needs.
+
+:class:`PlatformCatalog` (with :class:`~hub_ext.datasets.catalog.DatasetCatalog`) is the
+one declaration of the service's settings: :func:`wire` hands every trait of both to the
+service process (:mod:`hub_ext.services.handoff`), which builds the same classes from it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from traitlets import Bool, Int, List, Unicode
+from traitlets.config import Config, Configurable
+
+from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
+from hub_ext.errors import ConfigError
+from hub_ext.services.handoff import service_config
+from hub_ext.services.mlflow.ui import has_web_ui
+
+SERVICE = "catalog"
+PREDICT_SCOPE = "custom:dsplatform:predict"
+ACCESS = f"access:services!service={SERVICE}"
+
+
+class PlatformCatalog(Configurable):
+    """The catalog service: datasets, models and the prediction gateway."""
+
+    enabled = Bool(
+        False,
+        help="Run the catalog service as a hub-managed service (the embedded config does).",
+    ).tag(config=True)
+
+    port = Int(10101, help="Port of the catalog service.").tag(config=True)
+
+    host = Unicode(
+        "127.0.0.1",
+        help="""Host name under which the proxy and sandboxes reach the catalog service (its
+        hub service URL is http://HOST:PORT). On Kubernetes: the hub's Service name.
+
+            c.PlatformCatalog.host = "dsplatform-hub"
+        """,
+    ).tag(config=True)
+
+    bind_ip = Unicode(
+        "",
+        help="""Address the catalog service listens on; default: `host` (on Kubernetes
+        "0.0.0.0", since the Service name is not an address of the hub pod).""",
+    ).tag(config=True)
+
+    predict_groups = List(
+        Unicode(),
+        ["product"],
+        help="""Hub groups whose members may get tokens with the scope
+        custom:dsplatform:predict (the prediction API).
+
+            c.PlatformCatalog.predict_groups = ["product", "ml-research"]
+        """,
+    ).tag(config=True)
+
+    max_request_bytes = Int(
+        1 << 20, help="Largest prediction request body accepted (413 beyond)."
+    ).tag(config=True)
+
+
+def check_catalog(settings: PlatformCatalog) -> None:
+    """Refuse a host or bind address that cannot be put into a URL."""
+    for name in ("host", "bind_ip"):
+        value = getattr(settings, name)
+        if any(ch in value for ch in "/:@ ") or (name == "host" and not value):
+            raise ConfigError(
+                f"c.PlatformCatalog.{name}: {value!r} is not a host name or IPv4 address"
+            )
+
+
+def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> dict[str, Any]:
+    """The hub service entry of the catalog: its command, URL and handed-over settings."""
+    return {
+        "name": SERVICE,
+        "url": f"http://{settings.host}:{settings.port}",
+        "command": [sys.executable, "-m", "hub_ext.services.catalog"],
+        "environment": {
+            **service_config(c, PlatformCatalog, DatasetCatalog),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+        },
+        "display": True,
+        "oauth_no_confirm": True,
+        "info": {"description": "Datasets, models and prediction APIs"},
+    }
+
+
+def catalog_roles(
+    settings: PlatformCatalog, existing: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Roles: the service reads users' groups; users may open it; predict groups may predict."""
+    roles = [
+        r for r in existing if r.get("name") not in ("dsplatform-catalog", "dsplatform-predict")
+    ]
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        roles.append({"name": "user", "scopes": ["self", ACCESS]})
+    elif ACCESS not in user_role.get("scopes", []):
+        user_role["scopes"] = [*user_role.get("scopes", ["self"]), ACCESS]
+    roles.append(
+        {
+            "name": "dsplatform-catalog",
+            "description": "The catalog service reads users' names and groups",
+            "scopes": ["read:users:name", "read:users:groups"],
+            "services": [SERVICE],
+        }
+    )
+    roles.append(
+        {
+            "name": "dsplatform-predict",
+            "description": "Call the catalog's prediction APIs",
+            "scopes": [PREDICT_SCOPE, ACCESS],
+            "groups": list(settings.predict_groups),
+        }
+    )
+    return roles
+
+
+def check(c: Config) -> None:
+    """Start-up checks of the catalog's settings (ConfigError naming the key)."""
+    check_catalog(PlatformCatalog(config=c))
+    check_dataset_groups(DatasetCatalog(config=c).dataset_groups)
+
+
+def wire(c: Config) -> None:
+    """Run the catalog as a hub service: its entry, scopes, roles and sandbox settings."""
+    catalog = PlatformCatalog(config=c)
+    if not catalog.enabled:
+        return
+    tracking_uri = c.ProfileSpawner.get("mlflow_tracking_uri", "")
+    services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
+    c.JupyterHub.services = [*services, catalog_service(c, catalog, tracking_uri)]
+    c.JupyterHub.custom_scopes = {
+        **c.JupyterHub.get("custom_scopes", {}),
+        PREDICT_SCOPE: {"description": "Call the prediction APIs of the dsplatform catalog"},
+    }
+    c.JupyterHub.load_roles = catalog_roles(catalog, list(c.JupyterHub.get("load_roles", [])))
+    # sandboxes read the catalog with their server token
+    scopes = list(c.Spawner.get("server_token_scopes", [])) or [
+        "users:activity!user",
+        "access:servers!server",
+    ]
+    if ACCESS not in scopes:
+        c.Spawner.server_token_scopes = [*scopes, ACCESS]
+    if not c.ProfileSpawner.get("catalog_url"):
+        c.ProfileSpawner.catalog_url = (
+            f"http://{catalog.host}:{catalog.port}/services/{SERVICE}/api/datasets"
+        )
+    if has_web_ui(tracking_uri) and not c.ProfileSpawner.get("mlflow_ui_url"):
+        # the browser's way to MLflow: behind the hub login, through the public proxy
+        # (public_url, when set, ends with the hub's base_url)
+        base = str(c.JupyterHub.get("public_url", "") or c.JupyterHub.get("base_url", "/"))
+        c.ProfileSpawner.mlflow_ui_url = f"{base.rstrip('/')}/services/{SERVICE}/mlflow/"

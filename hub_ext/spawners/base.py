@@ -1,0 +1,277 @@
+"""``ProfileSpawner``: the profile and quota layer shared by the local and Kubernetes spawners.
+
+It gathers inputs (user, groups, ``user_options``, the admin's policy), calls
+:func:`hub_ext.admission.admit.admit` (pure arithmetic and one atomic reservation in the
+:class:`~hub_ext.admission.reservations.Ledger`), and turns a
+:class:`~hub_ext.admission.refusals.Refusal` into JupyterHub's ``SpawnException`` (the one
+place where policy meets HTTP). Concrete spawners
+implement :meth:`ProfileSpawner.apply_grant` to turn the grant into a process or a pod.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from jupyterhub.spawner import SpawnException
+from traitlets import Dict, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from hub_ext.admission.accounting import GpuAccounting
+from hub_ext.admission.admit import Applicant, admit
+from hub_ext.admission.options import Request
+from hub_ext.admission.policy import Policy, load_policy
+from hub_ext.admission.refusals import Refusal
+from hub_ext.admission.reservations import Grant, Ledger
+from hub_ext.admission.usage import usage_report
+from hub_ext.errors import ConfigError
+from hub_ext.spawners.form import options_from_form, render_options_form
+
+if TYPE_CHECKING:  # for the type checker, the mixin is the spawner it is mixed into
+    from jupyterhub.spawner import Spawner as _SpawnerBase
+else:
+    _SpawnerBase = LoggingConfigurable
+
+
+class ProfileSpawner(_SpawnerBase):
+    """Mixin for dsplatform spawners: profiles, quota reservations, sandbox environment.
+
+    Put it before a concrete JupyterHub spawner, which supplies ``start``/``stop``/``poll``:
+    ``class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner)``. Its traits are
+    configured as ``c.ProfileSpawner.*`` for every dsplatform spawner.
+    """
+
+    toolchains = Dict(
+        {},
+        help="""Named, preinstalled tool sets a profile can refer to.
+
+        Keys per toolchain: image (Kubernetes), local_python (local mode: path to a Python
+        environment's interpreter or prefix; None = the hub's), description, env.
+
+            c.ProfileSpawner.toolchains = {
+                "scipy": {"image": "quay.io/jupyter/scipy-notebook:2025-10-20",
+                          "local_python": None},
+            }
+        """,
+    ).tag(config=True)
+
+    profiles = List(
+        [{"slug": "default", "display_name": "Default", "cpu": 1, "memory": "1G"}],
+        help="""Sandbox profiles users choose from. Each is a dict with keys slug,
+        display_name, description, toolchain, cpu, memory, gpu, gpu_type, disk, groups,
+        idle_timeout, datasets, env, kubespawner_override, default. A resource is a bare
+        value (fixed) or {"default": .., "min": .., "max": ..}; "max" defaults to "default".
+
+            c.ProfileSpawner.profiles = [
+                {"slug": "cpu-small", "toolchain": "scipy",
+                 "cpu": {"default": 1, "min": 0.5, "max": 2},
+                 "memory": {"default": "2G", "max": "4G"}, "groups": ["*"],
+                 "idle_timeout": 3600},
+            ]
+
+        Checked when the hub starts: unknown keys, min > max, a default outside its range,
+        unknown toolchains and duplicate slugs stop the hub with the profile and key named.
+        """,
+    ).tag(config=True)
+
+    mlflow_tracking_uri = Unicode(
+        "",
+        help="MLflow tracking server URL given to sandboxes as MLFLOW_TRACKING_URI.",
+    ).tag(config=True)
+
+    mlflow_ui_url = Unicode(
+        "",
+        help="""Where a user's browser opens the MLflow UI, given to sandboxes as
+        DSDATA_MLFLOW_UI_URL (links in the sidebar and %dsdata output); default with the
+        catalog service: its login-protected /services/catalog/mlflow/.""",
+    ).tag(config=True)
+
+    catalog_url = Unicode(
+        "",
+        help="""Dataset catalog API URL given to sandboxes as DSDATA_CATALOG_URL; default:
+        the hub's own GET /hub/api/dsplatform/datasets.""",
+    ).tag(config=True)
+
+    dvc_remote = Unicode(
+        "",
+        help="""DVC remote for experiment outputs (%dsdata commit --outputs), given to
+        sandboxes as DSDATA_DVC_REMOTE; a path or URL every sandbox can reach.""",
+    ).tag(config=True)
+
+    dataset_cache_dir = Unicode(
+        "",
+        help="Shared dataset cache directory given to sandboxes as DSDATA_CACHE_DIR.",
+    ).tag(config=True)
+
+    _grant: Grant | None = None
+    _request: Request | None = None
+
+    # --- policy ------------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return load_policy(self.config, type(self))
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger.shared()
+
+    def _accounting(self) -> GpuAccounting:
+        return GpuAccounting(self.user.db)
+
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups)
+
+    @property
+    def grant(self) -> Grant | None:
+        return self._grant
+
+    def applicant(self) -> Applicant:
+        return Applicant(self.user.name, self.name, tuple(self.group_names()))
+
+    def admit(self) -> Grant:
+        """Validate ``user_options`` and reserve the resources, or raise ``SpawnException``.
+
+        Synchronous from the first check to the reservation, so concurrent spawns in the
+        hub's event loop cannot overshoot any limit.
+        """
+        try:
+            policy = self.policy
+        except ConfigError as e:  # only reachable when configure() was not called
+            raise SpawnException(
+                f"dsplatform is misconfigured: {e}", reason="error", status_code=500
+            ) from None
+        accounting = self._accounting()
+        stale = self.ledger.get(self.user.name, self.name)
+        try:
+            admission = admit(
+                self.user_options, self.applicant(), policy, self.ledger, accounting.hours_this_week
+            )
+        except Refusal as refusal:
+            raise SpawnException(
+                refusal.message, reason=refusal.reason, status_code=refusal.status_code
+            ) from None
+        grant, request = admission.grant, admission.request
+        if stale is not None and stale.session_id is not None:
+            accounting.close(stale.session_id)  # reserve() replaced a stale grant
+        if grant.gpus and grant.gpu_type:
+            session = accounting.open(grant.user, grant.server, grant.gpu_type, grant.gpus)
+            grant = self.ledger.attach_session(grant, session)
+        self._grant, self._request = grant, request
+        self.log.info(
+            "dsplatform: reserved %s for %s (profile %s, devices %s)",
+            request.resources(),
+            self._log_name,
+            grant.profile,
+            ",".join(grant.devices) or "-",
+        )
+        return grant
+
+    def release(self) -> None:
+        """Give back what this server holds (idempotent)."""
+        grant, self._grant = self._grant, None
+        if grant is None:
+            return
+        released = self.ledger.release(grant.user, grant.server, grant.id)
+        if grant.session_id is not None:
+            self._accounting().close(grant.session_id)
+        if released is not None:
+            self.log.info("dsplatform: released %s's reservation", self._log_name)
+
+    def apply_grant(self, grant: Grant, request: Request) -> None:
+        """Turn the grant into spawner settings (limits, image, devices). Subclasses extend."""
+        self.cpu_limit = grant.cpu
+        self.mem_limit = grant.memory
+
+    async def before_launch(self) -> None:
+        """Work between admission and launch (local mode: dataset preload)."""
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> Any:
+        grant = self.admit()
+        assert self._request is not None
+        try:
+            self.apply_grant(grant, self._request)
+            await self.before_launch()
+            return await super().start()
+        except BaseException:
+            self.release()
+            raise
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now=now)
+        finally:
+            self.release()
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self._grant is not None:
+            state["dsplatform_grant"] = self._grant.to_state()
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        data = state.get("dsplatform_grant")
+        if data and self.orm_spawner is not None and self.orm_spawner.server is not None:
+            grant = Grant.from_state(data)
+            self.ledger.restore(grant)
+            self._grant = grant
+            policy = self.policy
+            profile = policy.profile(grant.profile)
+            if profile is not None:
+                self._request = Request(profile, grant.cpu, grant.memory, grant.gpus, grant.disk)
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.release()
+
+    # --- sandbox environment ------------------------------------------------------------
+    def sandbox_env(self) -> dict[str, str]:
+        """The variables docs/contract.md promises every sandbox."""
+        env: dict[str, str] = {}
+        if self._request is None or self._grant is None:
+            return env
+        profile = self._request.profile
+        if profile.toolchain is not None:
+            env.update(profile.toolchain.env)
+        env.update(profile.env)
+        env["DSPLATFORM_PROFILE"] = profile.slug
+        env["DSPLATFORM_RESOURCES"] = json.dumps(self._request.resources(), sort_keys=True)
+        catalog_url = self.catalog_url
+        if not catalog_url and self.hub is not None:
+            catalog_url = self.hub.api_url.rstrip("/") + "/dsplatform/datasets"
+        for name, value in (
+            ("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
+            ("DSDATA_MLFLOW_UI_URL", self.mlflow_ui_url),
+            ("DSDATA_CATALOG_URL", catalog_url),
+            ("DSDATA_CACHE_DIR", self.dataset_cache_dir),
+            ("DSDATA_DVC_REMOTE", self.dvc_remote),
+        ):
+            if value:
+                env[name] = value
+        if profile.datasets:
+            env["DSPLATFORM_DATASETS"] = ",".join(profile.datasets)
+        return env
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env.update(self.sandbox_env())
+        return env
+
+    # --- form --------------------------------------------------------------------------
+    def usage(self) -> dict[str, Any]:
+        hours = self._accounting().hours_this_week
+        return usage_report(self.policy, self.ledger, self.applicant(), hours)
+
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        return render_options_form
+
+    @default("options_from_form")
+    def _options_from_form_default(self) -> Any:
+        return options_from_form
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self) -> Any:
+        # user_options are validated and applied by admit() in start()
+        return lambda spawner, user_options: None
