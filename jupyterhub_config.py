@@ -42,7 +42,13 @@ MODE = os.environ.get("DSPLATFORM_MODE", "local")
 STATE = Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve()
 os.environ["DSPLATFORM_STATE_DIR"] = str(STATE)  # spawners and services see the same dir
 STATE.mkdir(parents=True, exist_ok=True)
-(STATE / "users").mkdir(exist_ok=True)
+# Sandboxes run as their own accounts when the hub is root: they may pass through the state
+# dir to their workspaces (users/NAME, 0700 each) and read the shared dataset cache, which
+# only the catalog service writes; everything else here is the hub's alone.
+for path, mode in ((STATE, 0o711), (STATE / "users", 0o711), (STATE / "cache", 0o755)):
+    path.mkdir(exist_ok=True)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(mode)
 
 
 def secret(name: str, nbytes: int = 24) -> str:
@@ -141,6 +147,8 @@ c.QuotaPolicy.pools = {GPU_TYPE: len(DEVICES)}
 # --- datasets -----------------------------------------------------------------------------
 # A demo DVC data registry (iris, churn; two versions each) is created on first start.
 if MODE == "local" or os.environ.get("DSPLATFORM_DEMO_REGISTRY"):  # e.g. the kube emulator
+    (STATE / "registries").mkdir(exist_ok=True)
+    (STATE / "registries").chmod(0o700)  # the catalog service reads it for the sandboxes
     c.DatasetCatalog.registries = [str(ensure_demo_registry(STATE / "registries" / "demo"))]
 c.DatasetCatalog.dataset_groups = {"churn": ["ml-research"]}
 c.DatasetCatalog.metadata_dir = str(STATE / "hub-registry-metadata")
@@ -149,7 +157,8 @@ c.ProfileSpawner.dataset_cache_dir = str(STATE / "cache")  # shared by every san
 # --- experiments and models: MLflow server as a hub-managed service (local mode) ----------
 c.PlatformMLflow.enabled = MODE == "local"
 c.PlatformMLflow.port = int(os.environ.get("DSPLATFORM_MLFLOW_PORT", "5000"))
-c.ProfileSpawner.dvc_remote = str(STATE / "dvc-remote")  # experiment outputs
+# experiment outputs, one DVC remote per user (private to their account)
+c.ProfileSpawner.dvc_remote = str(STATE / "dvc-remote" / "{username}")
 
 # --- the catalog service: datasets, models, prediction APIs at /services/catalog/ ----------
 c.PlatformCatalog.enabled = MODE == "local"

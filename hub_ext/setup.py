@@ -2,8 +2,8 @@
 
 It validates everything first (profiles, toolchains, quotas, GPU devices, each service's
 settings) and stops the hub with a message naming the key when something is wrong; then
-each room adds what it owns: the hub API handlers (:mod:`hub_ext.api`), the spawners'
-process settings (:mod:`hub_ext.spawners.local`), the MLflow server, the catalog service and
+each room adds what it owns: the hub API handlers (:mod:`hub_ext.api`), local mode's
+isolation (:mod:`hub_ext.spawners.isolation`), the MLflow server, the catalog service and
 the idle culler (:mod:`hub_ext.services`).
 """
 
@@ -20,7 +20,7 @@ from hub_ext.errors import ConfigError, stop_invalid
 from hub_ext.services import culler
 from hub_ext.services.catalog import config as catalog
 from hub_ext.services.mlflow import service as mlflow
-from hub_ext.spawners import local
+from hub_ext.spawners import isolation
 
 
 def resolve_spawner_class(value: Any) -> type[Configurable]:
@@ -50,7 +50,7 @@ def configure(c: Config) -> Policy:
     except ConfigError as e:
         stop_invalid(e)
     api.wire(c)
-    local.wire(c, spawner_class)
+    isolation.wire(c, spawner_class)
     mlflow.wire(c)  # before the catalog: it reads the tracking URI
     catalog.wire(c)
     culler.wire(c, policy)

@@ -34,8 +34,9 @@ class SharedCache:
         return self.root / "files" / "md5" / md5[:2] / md5[2:]
 
     def lock(self, dir_md5: str) -> contextlib.AbstractContextManager[None]:
-        """Exclusive per-version lock, usable by every sandbox user (mode 0666)."""
-        return file_lock(self.root / "locks" / f"{dir_md5}.lock", 0o666)
+        """Exclusive per-version lock of the cache's writer (mode 0600: on a platform, the
+        catalog service writes the cache; sandboxes only read it)."""
+        return file_lock(self.root / "locks" / f"{dir_md5}.lock", 0o600)
 
     def manifest(self, dir_md5: str) -> list[dict[str, str]]:
         """The version's files: ``[{"md5": …, "relpath": …}]``, checked against its hash."""

@@ -14,12 +14,14 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from .errors import RegistryUnavailable, UnknownDataset
+from .hub_registry import HubRegistry
 from .records import DatasetEntry
 from .registry import DvcRegistry, Registry
 
@@ -105,9 +107,12 @@ class HubCatalog:
         self.url = url
         self.token = token
         self.cache_dir = cache_dir
+        self.dataset_url: str | None = None  # the catalog service's dataset routes
 
     def registry(self, entry: DatasetEntry) -> Registry:
-        return DvcRegistry(entry.registry, self.cache_dir)
+        if self.dataset_url is None:  # the hub's own API: read the registry ourselves
+            return DvcRegistry(entry.registry, self.cache_dir)
+        return HubRegistry(entry, self.dataset_url.format(name=entry.name), self.token)
 
     def entries(self) -> list[DatasetEntry]:
         request = urllib.request.Request(self.url)
@@ -122,6 +127,9 @@ class HubCatalog:
             ) from None
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise RegistryUnavailable(f"Cannot reach the dataset catalog {self.url}: {e}") from None
+        link = (data.get("links") or {}).get("dataset")
+        if link:
+            self.dataset_url = urllib.parse.urljoin(self.url, link)
         return [DatasetEntry.from_json(item) for item in data["datasets"]]
 
 

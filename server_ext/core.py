@@ -173,20 +173,21 @@ class DataService:
         with self._workspace_lock():
             check_replaceable(target, load_snapshot(self.state_dir, rel), force)
         downloaded = 0
-        from_cache = True
-        with self.cache.lock(dataset.dir_md5):
-            if not self.cache.is_complete(dataset.dir_md5):
-                from_cache = False
-                progress.phase = "downloading"
+        from_cache = self.cache.is_complete(dataset.dir_md5)
+        if not from_cache:
+            progress.phase = "downloading"
+            report()
+
+            def on_bytes(done_bytes: int, done_files: int) -> None:
+                # DVC counts the version's manifest too: never report more than 100%
+                progress.bytes_done = min(done_bytes, dataset.size or done_bytes)
+                progress.files_done = min(done_files, dataset.nfiles or done_files)
                 report()
 
-                def on_bytes(done_bytes: int, done_files: int) -> None:
-                    # DVC counts the version's manifest too: never report more than 100%
-                    progress.bytes_done = min(done_bytes, dataset.size or done_bytes)
-                    progress.files_done = min(done_files, dataset.nfiles or done_files)
-                    report()
-
-                downloaded = source.fetch(dataset, self.cache, on_bytes)
+            # the registry fetches under the version's lock, once for every puller: one that
+            # waited finds it complete and downloads nothing
+            downloaded = source.fetch(dataset, self.cache, on_bytes)
+            from_cache = downloaded == 0
         progress.phase = "linking"
         report()
         with self._workspace_lock():

@@ -26,6 +26,7 @@ DEFAULT_GITIGNORE = """\
 /.jupyter/
 /.npm/
 /.conda/
+/.tmp/
 .ipynb_checkpoints/
 __pycache__/
 # datasets come from registries (see .dsdata/lineage.json), not git

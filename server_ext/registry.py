@@ -54,9 +54,12 @@ class Registry(Protocol):
 class DvcRegistry:
     """A DVC data registry (git URL or path), read with DVC's and scmrepo's Python APIs."""
 
-    def __init__(self, url: str, cache_dir: Path) -> None:
+    def __init__(self, url: str, cache_dir: Path, site_dir: Path | None = None) -> None:
         self.url = url
         self.cache_dir = Path(cache_dir)
+        # DVC's per-machine state (its repo/ directory is world-writable by design): kept out
+        # of a cache that others read
+        self.site_dir = Path(site_dir) if site_dir is not None else site_cache_dir(self.cache_dir)
 
     def versions(self) -> dict[str, list[Version]]:
         return list_tags(self.url)
@@ -67,8 +70,11 @@ class DvcRegistry:
     def fetch(
         self, dataset: DatasetVersion, cache: SharedCache, progress: ProgressFn | None = None
     ) -> int:
-        with open_at(self.url, dataset.tag, cache.root) as repo:
-            return cache.fetch(repo, dataset, progress)
+        with cache.lock(dataset.dir_md5):
+            if cache.is_complete(dataset.dir_md5):
+                return 0  # another puller fetched it while we waited
+            with open_at(self.url, dataset.tag, cache.root, self.site_dir) as repo:
+                return cache.fetch(repo, dataset, progress)
 
 
 def list_tags(url: str) -> dict[str, list[Version]]:
@@ -169,14 +175,14 @@ def site_cache_dir(cache_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def open_at(url: str, rev: str, cache_dir: Path) -> Iterator[Any]:
-    """``dvc.repo.Repo`` of ``url`` at ``rev`` whose object cache is the shared cache."""
+def open_at(url: str, rev: str, cache_dir: Path, site_dir: Path | None = None) -> Iterator[Any]:
+    """``dvc.repo.Repo`` of ``url`` at ``rev`` whose object cache is ``cache_dir``."""
     from dvc.repo import Repo
 
-    config = {
-        "cache": {"dir": str(cache_dir), "shared": "group"},
-        "core": {"site_cache_dir": str(site_cache_dir(cache_dir))},
-    }
+    site = Path(site_dir or site_cache_dir(cache_dir))
+    # DVC would create site/repo world-writable (one per machine, for every user): ours is ours
+    (site / "repo").mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = {"cache": {"dir": str(cache_dir)}, "core": {"site_cache_dir": str(site)}}
     try:
         repo = Repo.open(url, rev=rev, uninitialized=True, config=config)
     except Exception as e:

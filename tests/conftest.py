@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,16 @@ c.JupyterHub.load_groups = {
     "storm": {"users": [f"storm{i:02d}" for i in range(32)]},
 }
 """
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_umask() -> Iterator[None]:
+    """configure(c) sets the hub's umask (077) when it runs as root: in a test process,
+    that must not leak into the tests after it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
 
 
 @pytest.fixture(scope="session")

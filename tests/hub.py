@@ -31,6 +31,14 @@ c.ProfileSpawner.toolchains = {"scipy": {"local_python": None}}
 """
 
 
+def traversable(path: Path) -> None:
+    """Let other accounts pass through ``path`` and every directory above it that we own."""
+    for directory in [*reversed(path.resolve().parents), path.resolve()]:
+        st = directory.stat()
+        if st.st_uid == os.geteuid() and not st.st_mode & 0o001:
+            directory.chmod(st.st_mode & 0o7777 | 0o011)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,6 +51,8 @@ class HubProcess:
     def __init__(self, state: Path, extra_config: str = "", env: Mapping[str, str] | None = None):
         self.state = Path(state)
         self.state.mkdir(parents=True, exist_ok=True)
+        # sandbox accounts pass through to their workspaces (pytest makes its dirs 0700)
+        traversable(self.state)
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()

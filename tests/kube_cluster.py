@@ -22,11 +22,21 @@ def cpu_and_gpu_nodes(gpus: int) -> list[dict[str, Any]]:
     ]
 
 
+# The emulator's kubelet runs containers as its own user (root here): it does not implement
+# runAsUser, so jupyterhub-singleuser needs the flag a real cluster (uid 1000) never needs.
+EMULATOR_RUNS_AS_ROOT = """
+c.KubeSpawner.args = ["--allow-root"]
+"""
+
+
 # GPU sandboxes to the GPU node; the shared dataset cache as a claim the tests create
-GPU_SCHEDULING_CONFIG = f"""
+GPU_SCHEDULING_CONFIG = (
+    f"""
 c.ProfileKubeSpawner.gpu_scheduling = {{"nvidia-a100": {{
     "node_selector": {{"nvidia.com/gpu.product": {GPU_PRODUCT!r}}},
     "tolerations": [{TOLERATION!r}]}}}}
 c.ProfileKubeSpawner.dataset_cache_volume = {{"persistentVolumeClaim": {{"claimName": "dsdata-cache"}}}}
 c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
 """
+    + EMULATOR_RUNS_AS_ROOT
+)

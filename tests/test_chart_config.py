@@ -135,7 +135,8 @@ def test_sandboxes_get_the_release_services_and_volumes() -> None:
     ]
     assert c.KubeSpawner.volume_mounts == [
         {"name": "home", "mountPath": "/home/jovyan"},
-        {"name": "dsdata", "mountPath": "/srv/dsdata/"},
+        {"name": "dsdata", "mountPath": "/srv/dsdata/cache", "subPath": "cache", "readOnly": True},
+        {"name": "dsdata", "mountPath": "/srv/dsdata/dvc-remote", "subPath": "dvc-remote"},
     ]
     assert "storage_class" not in c.KubeSpawner  # the cluster's default StorageClass
     assert c.ProfileSpawner.dataset_cache_dir == "/srv/dsdata/cache"

@@ -4,6 +4,8 @@ its URL and the DVC remote, and ``%dsdata commit`` there records a run of the hu
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 
 import pytest
@@ -31,7 +33,8 @@ def test_sandbox_commits_to_the_hub_managed_mlflow(clean_hub: HubProcess) -> Non
         )
     )
     assert env["MLFLOW_TRACKING_URI"] == url
-    assert env["DSDATA_DVC_REMOTE"] == str(hub.state / "platform" / "dvc-remote")
+    remote = hub.state / "platform" / "dvc-remote" / "frank"  # one per user
+    assert env["DSDATA_DVC_REMOTE"] == str(remote)
     assert env["JUPYTERHUB_USER"] == "frank"
 
     out = run_in_kernel(
@@ -56,4 +59,7 @@ def test_sandbox_commits_to_the_hub_managed_mlflow(clean_hub: HubProcess) -> Non
     assert run.data.tags["dsdata.git_sha"].startswith(sha10)
     assert run.data.tags["dsdata.dataset.iris"].startswith("v1.")  # preloaded by the profile
     assert run.data.params == {"lr": "0.1"} and run.data.metrics == {"auc": 0.9}
-    assert (hub.state / "platform" / "dvc-remote" / "files" / "md5").is_dir()
+    assert (remote / "files" / "md5").is_dir()
+    if os.geteuid() == 0:  # frank's own account owns it, no one else can enter it
+        owner = pwd.getpwuid(remote.stat().st_uid).pw_name
+        assert (owner, remote.stat().st_mode & 0o777) == ("dsp-frank", 0o700)

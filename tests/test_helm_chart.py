@@ -415,3 +415,31 @@ def test_the_shared_dataset_volume_is_read_write_many(rendered) -> None:
     pvc = find(objects, "PersistentVolumeClaim", "-dsdata")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert hub_values(objects)["sharedStorage"]["claimName"] == pvc["metadata"]["name"]
+    # the hub pod's catalog service is the cache's one writer
+    hub = find(objects, "Deployment", "-hub")["spec"]["template"]["spec"]
+    (container,) = hub["containers"]
+    writer = [m for m in container["volumeMounts"] if m["name"] == "dsdata"]
+    assert writer == [{"name": "dsdata", "mountPath": "/srv/dsdata/cache", "subPath": "cache"}]
+    assert {"name": "dsdata", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}} in (
+        hub["volumes"]
+    )
+
+
+def test_every_workload_is_hardened(rendered) -> None:
+    """What checkov's CKV_K8S_28/31/37 (and the Pod Security Standards' restricted profile)
+    ask of every pod the chart creates: no capabilities, no privilege escalation, a
+    RuntimeDefault seccomp profile, not root."""
+    _, objects = rendered
+    for obj in objects:
+        if obj["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        spec = obj["spec"]["template"]["spec"]
+        pod_context = spec.get("securityContext") or {}
+        where = f"{obj['kind']} {obj['metadata']['name']}"
+        assert pod_context.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            context = container.get("securityContext") or {}
+            name = f"{where} container {container['name']}"
+            assert context.get("allowPrivilegeEscalation") is False, name
+            assert "ALL" in (context.get("capabilities") or {}).get("drop", []), name
+            assert (context.get("runAsNonRoot") or pod_context.get("runAsNonRoot")) is True, name

@@ -205,8 +205,16 @@ def test_a_gpu_sandbox_from_the_chart_config(rendered) -> None:
         if "persistentVolumeClaim" in v
     }
     assert claims == {"home": pvc["metadata"]["name"], "dsdata": shared}
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["dsdata"] == "/srv/dsdata"
+    shared_mounts = [m for m in container["volumeMounts"] if m["name"] == "dsdata"]
+    # the cache read-only (the catalog in the hub pod writes it), the outputs' remote not
+    assert shared_mounts == [
+        {"name": "dsdata", "mountPath": "/srv/dsdata/cache", "subPath": "cache", "readOnly": True},
+        {"name": "dsdata", "mountPath": "/srv/dsdata/dvc-remote", "subPath": "dvc-remote"},
+    ]
+    context = container["securityContext"]
+    assert context["runAsUser"] == 1000 and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
     # what the sandbox is told: the chart's Services
     sandbox_env = {e["name"]: e.get("value") for e in container["env"]}
     hub_service = find(objects, "Service", "-hub")["metadata"]["name"]

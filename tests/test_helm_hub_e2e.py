@@ -60,6 +60,7 @@ from hub_ext.deploy.chart import database_url
 from . import processes
 from .chart import NAMESPACE, container_env, find, hub_values, render
 from .hub import REPO, HubProcess
+from .kube_cluster import EMULATOR_RUNS_AS_ROOT
 from .kube_emulator.process import EmulatorProcess
 from .postgres import PostgresServer, missing_reason, postgres_fixture  # noqa: F401
 from .test_helm_chart import merged, selects
@@ -122,7 +123,7 @@ def overrides(hub: HubProcess, db_url: str) -> str:
         f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{hub.proxy_api_port}'\n"
         "c.PlatformCatalog.host = '127.0.0.1'\n"
         f"c.PlatformCatalog.port = {hub.catalog_port}\n"
-        f"c.JupyterHub.db_url = {db_url!r}\n"
+        f"c.JupyterHub.db_url = {db_url!r}\n" + EMULATOR_RUNS_AS_ROOT
     )
 
 
@@ -313,7 +314,10 @@ def test_a_sandbox_from_the_chart_runs_behind_the_proxy(chart_hub: Release) -> N
     assert claims["dsdata"] == values["sharedStorage"]["claimName"]
     mounts = {m["name"]: m["mountPath"] for m in notebook["volumeMounts"]}
     assert mounts["home"] == values["singleuser"]["storage"]["homeMountPath"] == "/home/jovyan"
-    assert mounts["dsdata"] == values["sharedStorage"]["mountPath"] == "/srv/dsdata"
+    shared = values["sharedStorage"]["mountPath"]
+    cache = [m for m in notebook["volumeMounts"] if m.get("subPath") == "cache"]
+    assert cache == [{"name": "dsdata", "mountPath": f"{shared}/cache", "subPath": "cache",
+                      "readOnly": True}]  # fmt: skip
     home = cluster.get("persistentvolumeclaims", ns, claims["home"])
     assert home is not None
     capacity = values["singleuser"]["storage"]["capacity"]

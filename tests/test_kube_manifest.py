@@ -20,6 +20,7 @@ from hub_ext.admission.profiles import parse_profiles, parse_toolchains
 from hub_ext.admission.quota import QuotaTables
 from hub_ext.admission.reservations import Grant, Ledger
 from hub_ext.spawners.kube import ProfileKubeSpawner, label_value, pod_settings
+from hub_ext.spawners.kube_pod import SANDBOX_SECURITY
 
 from .offline_kubeconfig import kubeconfig  # noqa: F401  (fixture)
 
@@ -290,6 +291,8 @@ SETTINGS_TABLE = [
 def test_pod_settings(options, user, kwargs, expected):
     grant, request = grant_for(options, user)
     settings = pod_settings(grant, request, **kwargs)
+    # every sandbox container is hardened (not root, no escalation, no capabilities, seccomp)
+    assert settings.pop("container_security_context") == SANDBOX_SECURITY
     assert settings == expected
     # extended resources (GPUs) must be requested exactly as limited
     assert settings.get("extra_resource_limits") == settings.get("extra_resource_guarantees")

@@ -597,3 +597,34 @@ def test_spawner_fails_only_while_it_waits_for_the_pod():
         assert spawner.is_pod_running(broken) is False
 
     asyncio.run(run())
+
+
+# --- sandbox pods are hardened -----------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_sandbox_containers_run_unprivileged_and_read_the_cache_read_only() -> None:
+    """Every container of a sandbox pod (the notebook and the preload init container): a
+    non-root uid, no privilege escalation, no capabilities, the RuntimeDefault seccomp
+    profile; the shared dataset cache is mounted read-only (the catalog service writes it)."""
+    pod, _ = manifests({"slug": "p", "datasets": ["iris@v1"], "gpu": 0})
+    assert pod["spec"]["securityContext"] == {"fsGroup": 100}
+    (init,) = pod["spec"]["initContainers"]
+    (main,) = pod["spec"]["containers"]
+    for container in (init, main):
+        context = container["securityContext"]
+        assert context["runAsUser"] == 1000 and context["runAsNonRoot"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        cache = [m for m in container["volumeMounts"] if m["mountPath"] == "/srv/dsdata-cache"]
+        assert cache == [{"name": "dsplatform-dataset-cache", "mountPath": "/srv/dsdata-cache",
+                          "readOnly": True}]  # fmt: skip
+    # an admin may add to the security context (and must ask to weaken it)
+    c = Config()
+    c.KubeSpawner.container_security_context = {"readOnlyRootFilesystem": True}
+    pod, _ = manifests({"slug": "p", "gpu": 0}, config=c)
+    context = pod["spec"]["containers"][0]["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["capabilities"] == {
+        "drop": ["ALL"]
+    }

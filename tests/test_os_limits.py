@@ -1,4 +1,5 @@
-"""Local sandbox confinement: planning (pure), cgroup v2 files, and rlimits in a real child."""
+"""Local sandbox confinement: which method a host gets (pure), the plan across a hub restart,
+and the rlimit fallback in a real child. The cgroups themselves: test_cgroups.py."""
 
 from __future__ import annotations
 
@@ -11,40 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from hub_ext.spawners.cgroups import delegated_v2
 from hub_ext.spawners.os_limits import (
+    Hierarchy,
     LimitPlan,
+    Limits,
     apply_in_child,
-    cpu_max,
-    delegated_cgroup,
+    detect,
     pick_cpus,
     plan_limits,
-    prepare_cgroup,
-    remove_cgroup,
+    prepare,
+    release,
 )
 
 MiB, GiB = 1024**2, 1024**3
-
-
-@pytest.mark.parametrize(
-    "cpu, period, expected",
-    [
-        (1, 100_000, "100000 100000"),
-        (1.5, 100_000, "150000 100000"),
-        (0.5, 100_000, "50000 100000"),
-        (16, 100_000, "1600000 100000"),
-        (0.25, 200_000, "50000 200000"),
-        (0.015, 100_000, "1500 100000"),
-        (0.001, 100_000, "1000 100000"),  # the kernel's minimum quota is 1000us
-        (0, 100_000, "1000 100000"),
-        (1 / 3, 100_000, "33333 100000"),
-    ],
-)
-def test_cpu_max(cpu, period, expected):
-    assert cpu_max(cpu, period) == expected
-
-
-def test_cpu_max_default_period():
-    assert cpu_max(2) == "200000 100000"
 
 
 @pytest.mark.parametrize(
@@ -91,14 +72,14 @@ def fake_cgroup_root(path: Path, controllers: str = "cpuset cpu io memory pids")
     """A directory laid out like a delegated cgroup v2 root."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "cgroup.controllers").write_text(controllers + "\n")
-    (path / "cgroup.subtree_control").write_text("memory cpu\n")
+    (path / "cgroup.subtree_control").write_text("memory cpu pids\n")
     (path / "cgroup.procs").write_text("")
     return path
 
 
 def test_delegated_cgroup_found(tmp_path):
     root = fake_cgroup_root(tmp_path / "cg")
-    assert delegated_cgroup(str(root)) == root
+    assert delegated_v2(str(root)) == str(root)
 
 
 @pytest.mark.parametrize(
@@ -110,16 +91,17 @@ def test_delegated_cgroup_found(tmp_path):
         {"cgroup.controllers": "cpu memory", "cgroup.subtree_control": "memory"},
         {"cgroup.controllers": "cpu memory", "cgroup.subtree_control": "cpu io pids"},
         {"cgroup.controllers": "cpu memory", "cgroup.subtree_control": ""},
+        {"cgroup.controllers": "cpu memory pids", "cgroup.subtree_control": "cpu memory"},
     ],
 )
 def test_delegated_cgroup_missing(tmp_path, files):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    assert delegated_cgroup(str(tmp_path)) is None
+    assert delegated_v2(str(tmp_path)) is None
 
 
 def test_delegated_cgroup_nonexistent(tmp_path):
-    assert delegated_cgroup(str(tmp_path / "nope")) is None
+    assert delegated_v2(str(tmp_path / "nope")) is None
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
@@ -127,7 +109,7 @@ def test_delegated_cgroup_not_writable(tmp_path):
     root = fake_cgroup_root(tmp_path / "ro")
     root.chmod(0o555)
     try:
-        assert delegated_cgroup(str(root)) is None
+        assert delegated_v2(str(root)) is None
     finally:
         root.chmod(0o755)
 
@@ -143,12 +125,30 @@ def test_delegated_cgroup_not_writable(tmp_path):
         ("a b", "dsplatform-a_b"),
     ],
 )
-def test_plan_limits_cgroup(tmp_path, name, directory):
+def test_plan_limits_cgroup_v2(tmp_path, name, directory):
     root = fake_cgroup_root(tmp_path / "cg")
-    plan = plan_limits(cpu=1.5, memory=2 * GiB, name=name, cgroup_root=root, available=[0, 1])
-    assert plan == LimitPlan("cgroup-v2", 2 * GiB, 1.5, cgroup=str(root / directory))
-    assert Path(plan.cgroup).parent == root  # never outside the delegated root
-    assert plan.cpus == ()
+    plan = plan_limits(Limits(2 * GiB, 1.5, 100), name, Hierarchy(v2_root=str(root)), [0, 1])
+    assert (plan.method, plan.memory, plan.cpu, plan.cpus) == ("cgroup-v2", 2 * GiB, 1.5, ())
+    assert plan.cgroup is not None and plan.cgroup.groups == (str(root / directory),)
+    assert Path(plan.cgroup.groups[0]).parent == root  # never outside the delegated root
+
+
+def test_plan_limits_prefers_v2_then_v1_then_rlimit(tmp_path):
+    v1 = {c: f"/sys/fs/cgroup/{c}" for c in ("memory", "cpu", "pids", "devices")}
+    limits = Limits(GiB, 1, 64)
+    both = Hierarchy(v2_root=str(fake_cgroup_root(tmp_path / "cg")), v1_mounts=v1)
+    assert plan_limits(limits, "a", both, [0]).method == "cgroup-v2"
+    assert plan_limits(limits, "a", Hierarchy(v1_mounts=v1), [0]).method == "cgroup-v1"
+    assert plan_limits(limits, "a", Hierarchy(), [0]).method == "rlimit"
+
+
+def test_this_machine_offers_cgroup_v1_to_root():
+    hierarchy = detect("/sys/fs/cgroup")
+    if os.geteuid() == 0 and Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        assert hierarchy.method == "cgroup-v1"
+        assert set(hierarchy.v1_mounts or {}) >= {"memory", "cpu", "pids", "devices"}
+    else:
+        assert hierarchy.method in ("rlimit", "cgroup-v2")
 
 
 @pytest.mark.parametrize(
@@ -156,59 +156,33 @@ def test_plan_limits_cgroup(tmp_path, name, directory):
     [(1, [0, 1, 2, 3], 1), (2.5, [0, 1, 2, 3], 3), (8, [0, 1], 2), (1, [], 0)],
 )
 def test_plan_limits_rlimit(cpu, available, expected_count):
-    plan = plan_limits(
-        cpu=cpu, memory=512 * MiB, name="alice", cgroup_root=None, available=available
-    )
+    plan = plan_limits(Limits(512 * MiB, cpu, 64), "alice", Hierarchy(), available)
     assert plan.method == "rlimit"
     assert (plan.memory, plan.cpu, plan.cgroup) == (512 * MiB, cpu, None)
     assert plan.cpus == pick_cpus(cpu, available, "alice")
     assert len(plan.cpus) == expected_count
 
 
-def test_prepare_cgroup_writes_limits(tmp_path):
+def test_a_plan_survives_a_hub_restart_in_the_spawner_state(tmp_path):
     root = fake_cgroup_root(tmp_path / "cg")
-    plan = plan_limits(cpu=1.5, memory=2 * GiB, name="alice", cgroup_root=root, available=[])
-    prepare_cgroup(plan)
+    for hierarchy in (Hierarchy(v2_root=str(root)), Hierarchy()):
+        plan = plan_limits(Limits(GiB, 0.5, 64), "alice", hierarchy, [0, 1])
+        assert LimitPlan.from_state(json.loads(json.dumps(plan.to_state()))) == plan
+
+
+def test_prepare_and_release_write_and_remove_a_v2_group(tmp_path):
+    root = fake_cgroup_root(tmp_path / "cg")
+    plan = plan_limits(Limits(2 * GiB, 1.5, 100), "alice", Hierarchy(v2_root=str(root)), [])
+    prepare(plan)
     group = root / "dsplatform-alice"
     assert (group / "memory.max").read_text() == str(2 * GiB)
     assert (group / "cpu.max").read_text() == "150000 100000"
+    assert (group / "pids.max").read_text() == "100"
     # a second start of the same server reuses the group and rewrites the limits
-    plan2 = plan_limits(cpu=0.5, memory=512 * MiB, name="alice", cgroup_root=root, available=[])
-    prepare_cgroup(plan2)
+    prepare(plan_limits(Limits(512 * MiB, 0.5, 100), "alice", Hierarchy(v2_root=str(root)), []))
     assert (group / "memory.max").read_text() == str(512 * MiB)
-    assert (group / "cpu.max").read_text() == "50000 100000"
-
-
-def test_remove_cgroup(tmp_path):
-    root = fake_cgroup_root(tmp_path / "cg")
-    plan = plan_limits(cpu=1, memory=GiB, name="bob", cgroup_root=root, available=[])
-    Path(plan.cgroup or "").mkdir()
-    remove_cgroup(plan)
-    assert not (root / "dsplatform-bob").exists()
-    remove_cgroup(plan)  # already gone: no error
-    prepare_cgroup(plan)  # a plain directory with files cannot be rmdir'ed: no error either
-    remove_cgroup(plan)
-    remove_cgroup(None)
-    remove_cgroup(LimitPlan("rlimit", GiB, 1))
-
-
-def test_prepare_cgroup_ignores_rlimit_plans(tmp_path):
-    prepare_cgroup(LimitPlan("rlimit", GiB, 1, cpus=(0,)))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_apply_in_child_joins_the_cgroup(tmp_path):
-    """The child writes itself ("0") into the group's cgroup.procs before exec."""
-    root = fake_cgroup_root(tmp_path / "cg")
-    plan = plan_limits(cpu=1, memory=GiB, name="carol", cgroup_root=root, available=[])
-    prepare_cgroup(plan)
-    subprocess.run(
-        [sys.executable, "-c", "pass"],
-        preexec_fn=lambda: apply_in_child(plan),
-        check=True,
-        timeout=60,
-    )
-    assert (Path(plan.cgroup or "") / "cgroup.procs").read_text() == "0"
+    release(None)
+    release(LimitPlan("rlimit", GiB, 1))  # nothing to remove
 
 
 CHILD = r"""
@@ -259,7 +233,7 @@ def test_rlimit_plan_confines_a_real_child():
 
 def test_planned_rlimit_child_gets_the_planned_cpus():
     available = sorted(os.sched_getaffinity(0))
-    plan = plan_limits(cpu=1, memory=GiB, name="dave", cgroup_root=None, available=available)
+    plan = plan_limits(Limits(GiB, 1, 64), "dave", Hierarchy(), available)
     result = subprocess.run(
         [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
         preexec_fn=lambda: apply_in_child(plan),

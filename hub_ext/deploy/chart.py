@@ -60,9 +60,12 @@ def database_url(database: Mapping[str, Any], state_dir: str) -> str:
 
 
 def sandbox_storage(values: Mapping[str, Any]) -> dict[str, Any]:
-    """KubeSpawner volumes: the user's own PVC (home) and the shared dataset volume (RWX)."""
+    """KubeSpawner volumes: the user's own PVC (home) and the shared volume (RWX): its
+    ``cache/`` read-only (the catalog service in the hub pod writes it), its ``dvc-remote/``
+    for experiment outputs."""
     storage = value(values, "singleuser.storage", {})
     home = storage.get("homeMountPath") or "/home/jovyan"
+    mount = str(value(values, "sharedStorage.mountPath")).rstrip("/")
     shared = {"persistentVolumeClaim": {"claimName": value(values, "sharedStorage.claimName")}}
     settings: dict[str, Any] = {
         "storage_pvc_ensure": True,
@@ -73,7 +76,8 @@ def sandbox_storage(values: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "volume_mounts": [
             {"name": "home", "mountPath": home},
-            {"name": "dsdata", "mountPath": value(values, "sharedStorage.mountPath")},
+            {"name": "dsdata", "mountPath": f"{mount}/cache", "subPath": "cache", "readOnly": True},
+            {"name": "dsdata", "mountPath": f"{mount}/dvc-remote", "subPath": "dvc-remote"},
         ],
     }
     if storage.get("storageClassName"):

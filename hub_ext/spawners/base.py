@@ -25,6 +25,7 @@ from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.reservations import Grant, Ledger
 from hub_ext.admission.usage import usage_report
 from hub_ext.errors import ConfigError
+from hub_ext.spawners.accounts import account_name
 from hub_ext.spawners.form import options_from_form, render_options_form
 
 if TYPE_CHECKING:  # for the type checker, the mixin is the spawner it is mixed into
@@ -95,7 +96,11 @@ class ProfileSpawner(_SpawnerBase):
     dvc_remote = Unicode(
         "",
         help="""DVC remote for experiment outputs (%dsdata commit --outputs), given to
-        sandboxes as DSDATA_DVC_REMOTE; a path or URL every sandbox can reach.""",
+        sandboxes as DSDATA_DVC_REMOTE; a path or URL. {username} makes it one per user
+        (local mode creates it, private to the user's account).
+
+            c.ProfileSpawner.dvc_remote = "/srv/dsplatform/dvc-remote/{username}"
+        """,
     ).tag(config=True)
 
     dataset_cache_dir = Unicode(
@@ -245,13 +250,17 @@ class ProfileSpawner(_SpawnerBase):
             ("DSDATA_MLFLOW_UI_URL", self.mlflow_ui_url),
             ("DSDATA_CATALOG_URL", catalog_url),
             ("DSDATA_CACHE_DIR", self.dataset_cache_dir),
-            ("DSDATA_DVC_REMOTE", self.dvc_remote),
+            ("DSDATA_DVC_REMOTE", self.user_dvc_remote()),
         ):
             if value:
                 env[name] = value
         if profile.datasets:
             env["DSPLATFORM_DATASETS"] = ",".join(profile.datasets)
         return env
+
+    def user_dvc_remote(self) -> str:
+        """``dvc_remote`` with ``{username}`` expanded (one remote per user)."""
+        return self.dvc_remote.replace("{username}", account_name("{username}", self.user.name))
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

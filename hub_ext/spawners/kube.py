@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyterhub.spawner import SpawnException
 from kubespawner import KubeSpawner
-from traitlets import Dict, List, Unicode
+from traitlets import Dict, List, Unicode, default
 
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
@@ -27,6 +27,7 @@ __all__ = ["ProfileKubeSpawner", "label_value", "pod_settings", "preload_init_co
 
 # KubeSpawner traits that pod_settings merges with the admin's own values
 MERGED_TRAITS = (
+    "container_security_context",
     "extra_labels",
     "node_selector",
     "tolerations",
@@ -159,10 +160,29 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             env=self.get_env(),
             volume_mounts=self._sorted_dict_values(self._expand_all(self.volume_mounts)),
             working_dir=self.working_dir or self.workspace_path or None,
+            security_context=self.preload_security_context(),
         )
         # KubeSpawner expands {placeholders} in init containers: keep our values literal
         preload = _escape_braces(preload)
         self.init_containers = [*others, preload]
+
+    def preload_security_context(self) -> dict[str, Any]:
+        """The notebook container's security context, for the preload init container."""
+        context: dict[str, Any] = {}
+        if self.uid is not None:
+            context["runAsUser"] = int(self.uid)
+        if self.gid is not None:
+            context["runAsGroup"] = int(self.gid)
+        csc = self.container_security_context
+        return {**context, **(csc if isinstance(csc, dict) else {})}
+
+    @default("uid")
+    def _uid_default(self) -> int:
+        return 1000  # as z2jh: never the image's root
+
+    @default("fs_gid")
+    def _fs_gid_default(self) -> int:
+        return 100  # the users group of the Jupyter images: the workspace is writable
 
     # --- fail fast ------------------------------------------------------------------------
     async def _start(self) -> Any:

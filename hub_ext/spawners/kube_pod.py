@@ -29,6 +29,15 @@ _LABEL_RE = re.compile(r"[^A-Za-z0-9._-]")
 
 WORKSPACE_VOLUME = "dsplatform-workspace"
 CACHE_VOLUME = "dsplatform-dataset-cache"
+# every sandbox container (the notebook and the preload): not root, no new privileges, no
+# capabilities, the runtime's default seccomp filter (as z2jh and the Pod Security
+# Standards' "restricted" profile ask)
+SANDBOX_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 # KubeSpawner expands {pvc_name} in volumes: the claim it creates for the server
 WORKSPACE_CLAIM = "{pvc_name}"
 
@@ -150,6 +159,11 @@ def pod_settings(
     }
     if profile.toolchain is not None and profile.toolchain.image:
         settings["image"] = profile.toolchain.image
+    # the admin's own security context may add to (or deliberately relax) the hardening
+    settings["container_security_context"] = {
+        **SANDBOX_SECURITY,
+        **dict(base.get("container_security_context") or {}),
+    }
 
     volumes = _named(base.get("volumes"))
     mounts = _named(base.get("volume_mounts"))
@@ -164,7 +178,8 @@ def pod_settings(
         mounts[WORKSPACE_VOLUME] = {"name": WORKSPACE_VOLUME, "mountPath": workspace_path}
     if cache_volume and cache_path and cache_path.rstrip("/") not in taken:
         volumes[CACHE_VOLUME] = {"name": CACHE_VOLUME, **cache_volume}
-        mounts[CACHE_VOLUME] = {"name": CACHE_VOLUME, "mountPath": cache_path}
+        # read-only: the catalog service writes the cache, sandboxes only link it
+        mounts[CACHE_VOLUME] = {"name": CACHE_VOLUME, "mountPath": cache_path, "readOnly": True}
     if volumes:
         settings["volumes"] = volumes
         settings["volume_mounts"] = mounts
@@ -307,6 +322,7 @@ def preload_init_container(
     env: Mapping[str, str],
     volume_mounts: Sequence[Any],
     working_dir: str | None,
+    security_context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The init container that pulls a profile's datasets before the notebook starts (pure).
 
@@ -326,6 +342,8 @@ def preload_init_container(
         ],
         "volumeMounts": list(volume_mounts),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # KubeSpawner secures only the notebook container: the preload gets the same
+        "securityContext": dict(security_context or SANDBOX_SECURITY),
     }
     if working_dir:
         container["workingDir"] = working_dir

@@ -1,11 +1,15 @@
 """``dsplatform-local``: sandboxes as local processes on one (possibly multi-GPU) machine.
 
-Each user gets a workspace under ``$DSPLATFORM_STATE_DIR/users/<name>``. GPUs listed in
-``c.LocalProfileSpawner.gpu_devices`` are assigned exclusively through
-``CUDA_VISIBLE_DEVICES`` and returned on stop. Memory and CPU are confined with cgroup v2
-when the hub has a delegated hierarchy, else with rlimits and CPU affinity
-(see :mod:`hub_ext.spawners.os_limits`). A toolchain's ``local_python`` selects the Python
-environment the sandbox runs in; without one, the hub's own.
+When the hub runs as root (the deployment case), every hub user's sandbox, its dataset
+preload included, runs as that user's own unix account (:mod:`hub_ext.spawners.accounts`),
+never as root, in a workspace only that account can enter, inside a cgroup that bounds the
+whole sandbox (memory, CPU, tasks) and lets it open only its granted GPUs' device nodes
+(:mod:`hub_ext.spawners.os_limits`). ``CUDA_VISIBLE_DEVICES`` names the same devices, as a
+convenience. A hub that is not root (a laptop demo) runs sandboxes as itself, with
+per-process rlimits, and says so loudly at start-up (:mod:`hub_ext.spawners.isolation`).
+
+A toolchain's ``local_python`` selects the Python environment the sandbox runs in; without
+one, the hub's own.
 """
 
 from __future__ import annotations
@@ -17,14 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
-from traitlets import Bool, Dict, Unicode, default
-from traitlets.config import Config
+from traitlets import Bool, Dict, Int, List, Tuple, Unicode, default
 
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
+from hub_ext.spawners import os_limits
+from hub_ext.spawners.accounts import (
+    Account,
+    AccountError,
+    account_name,
+    drop_privileges,
+    ensure_account,
+    prepare_workspace,
+    private_dir,
+)
 from hub_ext.spawners.base import ProfileSpawner
-
-from . import os_limits
+from hub_ext.spawners.devices import NVIDIA_CONTROL_NODES, sandbox_rules
 
 
 def state_dir() -> Path:
@@ -45,30 +57,91 @@ def singleuser_command(local_python: str | None) -> list[str]:
     return [str(python), "-m", "jupyterhub.singleuser"]
 
 
+def isolating() -> bool:
+    """Sandboxes get their own accounts and cgroups when the hub runs as root."""
+    return os.geteuid() == 0
+
+
 class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
-    """Profile- and quota-governed sandboxes as local processes."""
+    """Profile- and quota-governed sandboxes as local processes, one account each."""
 
     gpu_devices = Dict(
         {},
-        help="""GPU devices of this machine per GPU type, assigned exclusively to sandboxes
-        through CUDA_VISIBLE_DEVICES. Every gpu_type used by a profile needs an entry.
+        help="""GPU devices of this machine per GPU type, assigned exclusively to sandboxes:
+        a sandbox can open only its devices' nodes (gpu_device_node), and
+        CUDA_VISIBLE_DEVICES names them. Every gpu_type used by a profile needs an entry.
 
             c.LocalProfileSpawner.gpu_devices = {"nvidia-a100": ["0", "1", "2", "3"]}
         """,
     ).tag(config=True)
 
+    gpu_device_node = Unicode(
+        "/dev/nvidia{id}",
+        help="""The device node of GPU {id} (a gpu_devices id). A sandbox may open the nodes
+        of its granted GPUs and the control nodes; every other GPU's node is refused.
+
+            c.LocalProfileSpawner.gpu_device_node = "/dev/nvidia{id}"
+        """,
+    ).tag(config=True)
+
+    gpu_control_nodes = List(
+        Unicode(),
+        list(NVIDIA_CONTROL_NODES),
+        help="""Device nodes a sandbox with GPUs also needs (those that exist are allowed).
+
+            c.LocalProfileSpawner.gpu_control_nodes = ["/dev/nvidiactl", "/dev/nvidia-uvm"]
+        """,
+    ).tag(config=True)
+
     enforce_limits = Bool(
         True,
-        help="""Confine each sandbox's memory and CPU (cgroup v2 when delegated, else
-        RLIMIT_DATA and CPU affinity). Set False to only report the grant.""",
+        help="""Confine each sandbox: a cgroup (v2 when delegated, else v1) with its memory,
+        CPU and task limits and device allow-list; without writable cgroups (a hub that is
+        not root), RLIMIT_DATA and CPU affinity per process. Set False to only report the
+        grant.""",
     ).tag(config=True)
 
     cgroup_root = Unicode(
         "/sys/fs/cgroup",
-        help="cgroup v2 directory in which per-server groups are created, when writable.",
+        help="""cgroup v2 directory delegated to the hub (memory, cpu and pids in its
+        cgroup.subtree_control), in which per-server groups are created. Without one, the
+        cgroup v1 controllers under /sys/fs/cgroup/<controller>/ are used when writable.
+
+            c.LocalProfileSpawner.cgroup_root = "/sys/fs/cgroup/dsplatform.slice"
+        """,
+    ).tag(config=True)
+
+    max_tasks = Int(
+        1024,
+        help="""Processes and threads a sandbox may have at once (pids.max of its cgroup): a
+        fork loop stops there instead of exhausting the machine.
+
+            c.LocalProfileSpawner.max_tasks = 1024
+        """,
+    ).tag(config=True)
+
+    account_template = Unicode(
+        "dsp-{username}",
+        help="""Unix account of each hub user's sandbox when the hub runs as root, created
+        on first spawn (no login shell). {username} is the hub user name, reduced to
+        letters, digits, '-' and '_' (with a hash appended when that changed it).
+
+            c.LocalProfileSpawner.account_template = "dsp-{username}"
+        """,
+    ).tag(config=True)
+
+    account_uid_range = Tuple(
+        Int(),
+        Int(),
+        default_value=(20000, 29999),
+        help="""uids (and gids) of the sandbox accounts the hub creates.
+
+            c.LocalProfileSpawner.account_uid_range = (20000, 29999)
+        """,
     ).tag(config=True)
 
     _limits: os_limits.LimitPlan | None = None
+    _account: Account | None = None
 
     @default("home_dir_template")
     def _home_dir_template_default(self) -> str:
@@ -78,54 +151,76 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
     def _cmd_default(self) -> list[str]:
         return singleuser_command(None)
 
+    @property
+    def account_name(self) -> str:
+        return account_name(self.account_template, self.user.name)
+
+    # --- start ---------------------------------------------------------------------------
     def apply_grant(self, grant: Grant, request: Request) -> None:
         super().apply_grant(grant, request)
         toolchain = request.profile.toolchain
         self.cmd = singleuser_command(toolchain.local_python if toolchain else None)
         self._limits = None
         if self.enforce_limits:
-            plan = os_limits.plan_limits(
-                cpu=grant.cpu,
-                memory=grant.memory,
-                name=f"{grant.user}-{grant.server or 'default'}",
-                cgroup_root=os_limits.delegated_cgroup(self.cgroup_root),
+            devices = None
+            if isolating():
+                devices = sandbox_rules(grant.devices, self.gpu_device_node,
+                                        self.gpu_control_nodes)  # fmt: skip
+            limits = os_limits.Limits(grant.memory, grant.cpu, self.max_tasks, devices)
+            self._limits = os_limits.plan_limits(
+                limits,
+                name=f"{self.account_name}-{grant.server or 'default'}",
+                hierarchy=os_limits.detect(self.cgroup_root),
                 available=sorted(os.sched_getaffinity(0)),
             )
-            os_limits.prepare_cgroup(plan)
-            self._limits = plan
-
-    def get_env(self) -> dict[str, str]:
-        env = super().get_env()
-        grant = self.grant
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(grant.devices) if grant else ""
-        env["DSPLATFORM_LIMITS"] = self._limits.method if self._limits else "none"
-        env["DSPLATFORM_WORKSPACE"] = self.home_dir
-        return env
-
-    def make_preexec_fn(self, name: str) -> Any:
-        prepare = super().make_preexec_fn(name)
-        plan = self._limits
-
-        def preexec() -> None:
-            prepare()
-            if plan is not None:
-                os_limits.apply_in_child(plan)
-
-        return preexec
 
     async def before_launch(self) -> None:
-        """Preload the profile's datasets into the workspace, before the server starts."""
+        """The account, workspace and cgroups, then the profile's datasets (as the account)."""
+        try:
+            await asyncio.to_thread(self._prepare_host)
+        except (AccountError, OSError) as e:
+            os_limits.release(self._limits)
+            raise SpawnException(
+                f"Could not prepare the sandbox of {self.user.name}: {e}",
+                reason="sandbox",
+                status_code=500,
+            ) from None
+        try:
+            await self._preload()
+        except BaseException:
+            os_limits.release(self._limits)
+            raise
+
+    def _prepare_host(self) -> None:
+        workspace = Path(self.home_dir)
+        if isolating():
+            self._account = ensure_account(
+                self.account_name,
+                workspace,
+                f"dsplatform sandbox of hub user {self.user.name}",
+                self.account_uid_range,
+            )
+            prepare_workspace(workspace, self._account)
+            remote = self.user_dvc_remote()
+            if remote and "://" not in remote:
+                private_dir(Path(remote), self._account)
+        else:
+            workspace.mkdir(parents=True, exist_ok=True)
+        if self._limits is not None:
+            os_limits.prepare(self._limits)
+
+    async def _preload(self) -> None:
         request = self._request
         if request is None or not request.profile.datasets:
             return
         toolchain = request.profile.toolchain
         python = singleuser_command(toolchain.local_python if toolchain else None)[0]
-        Path(self.home_dir).mkdir(parents=True, exist_ok=True)
         env = self.get_env()
         env["DSPLATFORM_DATASETS"] = ",".join(request.profile.datasets)
         proc = await asyncio.create_subprocess_exec(
             python, "-m", "server_ext.preload",
-            cwd=self.home_dir, env=env,
+            env=env,
+            preexec_fn=self.make_preexec_fn(self.user.name),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         out, _ = await proc.communicate()
@@ -138,17 +233,59 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
             )
         self.log.info("dsplatform: %s", text.replace("\n", "; "))
 
+    # --- the process ---------------------------------------------------------------------
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        grant = self.grant
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(grant.devices) if grant else ""
+        env["DSPLATFORM_LIMITS"] = self._limits.method if self._limits else "none"
+        env["DSPLATFORM_WORKSPACE"] = self.home_dir
+        return env
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["HOME"] = self.home_dir
+        env["SHELL"] = "/bin/bash"  # for JupyterLab terminals; the account cannot log in
+        if isolating():
+            env["USER"] = env["LOGNAME"] = self.account_name
+            env["TMPDIR"] = os.path.join(self.home_dir, ".tmp")  # not the shared /tmp
+            env["DVC_SITE_CACHE_DIR"] = os.path.join(self.home_dir, ".cache", "dvc-site")
+        else:
+            env["USER"] = self.user.name
+        return env
+
+    def make_preexec_fn(self, name: str) -> Any:
+        plan, account, home = self._limits, self._account, self.home_dir
+
+        def preexec() -> None:
+            if plan is not None:
+                os_limits.apply_in_child(plan)  # as root: join the cgroups
+            if account is not None:
+                drop_privileges(account)
+            os.umask(0o022)
+            os.makedirs(home, exist_ok=True)
+            os.chdir(home)
+            if account is not None:
+                os.makedirs(os.path.join(home, ".tmp"), mode=0o700, exist_ok=True)
+
+        return preexec
+
+    # --- state and stop ------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self._limits is not None:
+            state["dsplatform_limits"] = self._limits.to_state()
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("dsplatform_limits"):
+            self._limits = os_limits.LimitPlan.from_state(state["dsplatform_limits"])
+        if isolating() and self.user is not None:
+            self._account = Account.lookup(self.account_name)
+
     async def stop(self, now: bool = False) -> None:
         try:
             await super().stop(now=now)
         finally:
-            os_limits.remove_cgroup(self._limits)
-
-
-def wire(c: Config, spawner_class: type) -> None:
-    """Process settings of local sandboxes."""
-    if os.geteuid() == 0:
-        # jupyterhub-singleuser refuses to run as root without this flag
-        args = list(c.Spawner.get("args", []))
-        if "--allow-root" not in args:
-            c.Spawner.args = [*args, "--allow-root"]
+            # the server's stray processes (kernels, a forked child) go with it
+            await asyncio.to_thread(os_limits.release, self._limits)

@@ -82,6 +82,8 @@ def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> 
         "environment": {
             **service_config(c, PlatformCatalog, DatasetCatalog),
             "MLFLOW_TRACKING_URI": tracking_uri,
+            # the shared dataset cache: the catalog is its one writer (sandboxes read it)
+            "DSDATA_CACHE_DIR": str(c.ProfileSpawner.get("dataset_cache_dir", "")),
         },
         "display": True,
         "oauth_no_confirm": True,

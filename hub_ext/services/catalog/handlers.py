@@ -1,0 +1,139 @@
+"""The catalog's handlers for models, predictions, OpenAPI and the HTML page, and their
+base (:class:`CatalogHandler`: the hub user and their groups, JSON answers and errors).
+The dataset routes are in :mod:`hub_ext.services.catalog.datasets`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from hub_ext.datasets.catalog import visible
+from hub_ext.services.catalog.config import PREDICT_SCOPE
+from hub_ext.services.catalog.openapi import model_openapi
+from hub_ext.services.handler import HubServiceHandler
+from hub_ext.services.mlflow.ui import has_web_ui
+
+if TYPE_CHECKING:
+    from hub_ext.services.catalog.app import CatalogService
+
+_jinja = Environment(
+    loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+class CatalogHandler(HubServiceHandler):
+    """Base: the hub user (token or OAuth cookie), their groups, JSON errors."""
+
+    @property
+    def app(self) -> CatalogService:
+        app: CatalogService = self.settings["catalog"]
+        return app
+
+    def require_user(self) -> dict[str, Any]:
+        user: dict[str, Any] | None = self.current_user
+        if user is None:
+            raise web.HTTPError(
+                401,
+                "Authentication required: a hub token (Authorization: token ...) with "
+                "access to the catalog service",
+            )
+        return user
+
+    async def groups_of(self, user: dict[str, Any]) -> list[str]:
+        if "groups" in user:
+            return list(user["groups"])
+        return await self.app.groups_of(user["name"])
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    async def in_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+class ModelsHandler(CatalogHandler):
+    async def get(self) -> None:
+        self.require_user()
+        try:
+            models = await self.in_thread(self.app.gateway.models)
+        except Exception as e:
+            raise web.HTTPError(502, f"Cannot read the model registry: {e}") from None
+        self.write_json({"models": models})
+
+
+class ModelRefHandler(CatalogHandler):
+    async def version_of(self, name: str, ref: str) -> str:
+        try:
+            return str(await self.in_thread(self.app.gateway.resolve, name, ref))
+        except Exception as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
+                raise web.HTTPError(
+                    404, f"No model {name!r} with version or alias {ref!r}"
+                ) from None
+            raise web.HTTPError(502, f"Cannot read the model registry: {e}") from None
+
+
+class PredictHandler(ModelRefHandler):
+    async def post(self, name: str, ref: str) -> None:
+        user = self.require_user()
+        if PREDICT_SCOPE not in set(user.get("scopes", [])):
+            raise web.HTTPError(
+                403, f"This token lacks the scope {PREDICT_SCOPE}; ask for a token with it"
+            )
+        body = self.request.body
+        if len(body) > self.app.max_request_bytes:
+            raise web.HTTPError(
+                413,
+                f"Request of {len(body)} bytes exceeds the limit of {self.app.max_request_bytes}",
+            )
+        version = await self.version_of(name, ref)
+        content_type = self.request.headers.get("Content-Type", "application/json")
+        status, payload = await self.in_thread(
+            self.app.gateway.predict, name, version, body, content_type
+        )
+        self.set_header("X-Model-Version", version)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(payload)
+
+
+class OpenAPIHandler(ModelRefHandler):
+    async def get(self, name: str, ref: str) -> None:
+        self.require_user()
+        version = await self.version_of(name, ref)
+        info = await self.in_thread(self.app.gateway.info, name, version)
+        base = url_path_join(self.app.prefix, "api/models", name, ref)
+        self.write_json(model_openapi(name, ref, version, info.signature, base))
+
+
+class PageHandler(CatalogHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        user: dict[str, Any] = self.current_user
+        groups = await self.groups_of(user)
+        datasets = visible(await self.app.dataset_entries(), groups, self.app.dataset_groups)
+        try:
+            models = await self.in_thread(self.app.gateway.models)
+            error = ""
+        except Exception as e:
+            models, error = [], f"The model registry is unreachable: {e}"
+        page = _jinja.get_template("catalog.html").render(
+            user=user,
+            datasets=datasets,
+            models=models,
+            error=error,
+            prefix=self.app.prefix,
+            public_url=self.request.protocol + "://" + self.request.host,
+            scope=PREDICT_SCOPE,
+            mlflow_ui=has_web_ui(self.app.tracking_uri),
+        )
+        self.finish(page)
