@@ -45,6 +45,7 @@ def configure(c: Config) -> Policy:
     try:
         spawner_class = resolve_spawner_class(c.JupyterHub.get("spawner_class"))
         policy = load_policy(c, spawner_class)
+        isolation.check(c, spawner_class)
         mlflow.check(c)
         catalog.check(c)
     except ConfigError as e:

@@ -85,6 +85,7 @@ class HubProcess:
         return path
 
     def start(self, timeout: float = 60) -> HubProcess:
+        traversable(self.state)  # again: a pytest session starting meanwhile resets its root
         config = self.write_config()
         env = {
             **os.environ,

@@ -107,16 +107,16 @@ def make_private(path: Path) -> None:
             path.chmod(0o700 if path.is_dir() else 0o600)
 
 
-def wire(c: Config, spawner_class: type) -> None:
-    """Local mode's start-up checks and hardening (a no-op for other spawners)."""
-    if not (isinstance(spawner_class, type) and issubclass(spawner_class, LocalProfileSpawner)):
-        return
-    if not isolating():
-        import getpass
+def local_and_isolating(spawner_class: type) -> bool:
+    local = isinstance(spawner_class, type) and issubclass(spawner_class, LocalProfileSpawner)
+    return local and isolating()
 
-        print(NOT_ISOLATED.format(user=getpass.getuser()), file=sys.stderr, flush=True)
+
+def check(c: Config, spawner_class: type) -> None:
+    """Local mode as root: what sandbox accounts must be able to use (ConfigError naming
+    the key and the path); nothing for other spawners or a hub that is not root."""
+    if not local_and_isolating(spawner_class):
         return
-    os.umask(0o077)  # whatever the hub and its services create is theirs alone
     where = f"c.{spawner_class.__name__}"
     try:
         check_template(trait_value(c, spawner_class, "account_template"))
@@ -130,6 +130,18 @@ def wire(c: Config, spawner_class: type) -> None:
     for name, toolchain in trait_value(c, spawner_class, "toolchains").items():
         if isinstance(toolchain, dict) and toolchain.get("local_python"):
             check_python(toolchain["local_python"], f"c.ProfileSpawner.toolchains[{name!r}]")
+
+
+def wire(c: Config, spawner_class: type) -> None:
+    """Local mode's hardening and warnings (a no-op for other spawners)."""
+    if not (isinstance(spawner_class, type) and issubclass(spawner_class, LocalProfileSpawner)):
+        return
+    if not isolating():
+        import getpass
+
+        print(NOT_ISOLATED.format(user=getpass.getuser()), file=sys.stderr, flush=True)
+        return
+    os.umask(0o077)  # whatever the hub and its services create is theirs alone
     hub = c.JupyterHub
     db = str(hub.get("db_url", "sqlite:///jupyterhub.sqlite"))
     if db.startswith("sqlite:///"):
