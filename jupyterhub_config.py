@@ -164,7 +164,14 @@ c.ProfileSpawner.dvc_remote = str(STATE / "dvc-remote" / "{username}")
 c.PlatformCatalog.enabled = MODE == "local"
 c.PlatformCatalog.port = int(os.environ.get("DSPLATFORM_CATALOG_PORT", "10101"))
 c.PlatformCatalog.predict_groups = ["product"]  # tokens with custom:dsplatform:predict
-c.JupyterHub.load_groups = {**c.JupyterHub.load_groups, "product": {"users": ["paul"]}}
+# models: "production" moves only through a reviewed promotion (four eyes)
+c.ModelGovernance.protected_aliases = ["production"]
+c.ModelGovernance.approver_groups = ["model-reviewers"]
+c.JupyterHub.load_groups = {
+    **c.JupyterHub.load_groups,
+    "product": {"users": ["paul"]},
+    "model-reviewers": {"users": ["rita"]},
+}
 
 # --- authentication: OAuth / OpenID Connect (DSPLATFORM_AUTH=oauth) ------------------------
 # GenericOAuthenticator from OAUTH_* variables; the identity provider's groups claim becomes

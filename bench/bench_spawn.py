@@ -24,6 +24,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,6 +155,20 @@ def spawn_once(
     }
 
 
+def time_account_creation(count: int) -> list[float]:
+    """What ``useradd`` costs a first spawn: the spawner's own ensure_account, timed."""
+    from hub_ext.spawners.accounts import account_name, ensure_account
+
+    times = []
+    for i in range(count):
+        name = account_name("dspbench-{username}", f"a{i}-{os.getpid()}")
+        t0 = time.perf_counter()
+        ensure_account(name, Path("/nonexistent"), "bench_spawn", (20000, 29999))
+        times.append(time.perf_counter() - t0)
+        subprocess.run(["userdel", name], capture_output=True)
+    return times
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="timed spawns per hub (>= 5)")
@@ -163,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timeout", type=float, default=120, help="per-spawn limit (s)")
     parser.add_argument("--user", default="bench", help="user name on both hubs")
     parser.add_argument("--keep", action="store_true", help="keep the temp state dirs")
+    parser.add_argument("--first-spawns", type=int, default=3,
+                        help="first spawns of new users (account creation included)")  # fmt: skip
     args = parser.parse_args(argv)
 
     contention = cpu_contention()
@@ -173,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     startup: dict[str, float] = {}
     samples: dict[str, list[dict[str, Any]]] = {"dsplatform": [], "anchor": []}
     phases: dict[str, dict[str, list[float]]] = {}
+    first_spawns: list[dict[str, Any]] = []
+    account_s: list[float] = []
     try:
         for name, cls in (("dsplatform", HubProcess), ("anchor", AnchorHub)):
             t0 = time.perf_counter()
@@ -191,6 +210,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 samples[name].append(sample)
                 log(f"  round {i} {name:>10}: ready in {sample['ready_s']:.3f}s")
                 time.sleep(args.settle)
+        # a user's first spawn also creates their unix account (the hub runs as root)
+        for i in range(args.first_spawns if os.geteuid() == 0 else 0):
+            user = f"{args.user}-first{i}-{os.getpid()}"
+            sample = spawn_once(hubs["dsplatform"], user, options["dsplatform"], args.poll,
+                                args.timeout)  # fmt: skip
+            first_spawns.append(sample)
+            log(f"  first spawn of {user}: ready in {sample['ready_s']:.3f}s")
+            time.sleep(args.settle)
+        account_s = time_account_creation(args.first_spawns) if os.geteuid() == 0 else []
     finally:
         for name, hub in hubs.items():
             try:
@@ -262,9 +290,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"proc-up median ratio {up_ratio:.3f}; 'detect' is JupyterHub's jittered readiness "
         "backoff, the main source of noise in 'median'"
     )
+    if first_spawns:
+        first = [s["ready_s"] for s in first_spawns]
+        print(
+            f"first spawn of a new user (its account created): median {sorted(first)[len(first) // 2]:.3f}s "
+            f"vs {stats['dsplatform']['ready_s']['p50']:.3f}s later; useradd itself "
+            f"{sorted(account_s)[len(account_s) // 2] * 1000:.0f} ms (median of {len(account_s)})"
+        )
     result = {
         **result_header(NAME, vars(args), contention, others),
         "goal": {"median_ratio": GOAL_RATIO},
+        "isolation": "dsplatform sandboxes as their own accounts, one cgroup each (hub as root)"
+        if os.geteuid() == 0
+        else "none (hub not root)",
+        "first_spawns": first_spawns,
+        "account_creation_s": account_s,
         "hub_startup_s": startup,
         "stats": stats,
         "samples": samples,

@@ -6,14 +6,16 @@ a file that sets free ports, an admin service token and whatever the test adds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import requests
 
@@ -132,6 +134,19 @@ class HubProcess:
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"MLflow did not answer within {timeout}s:\n{self.log()}")
+
+    @contextlib.contextmanager
+    def mlflow_as(self, user: str | None = None) -> Iterator[None]:
+        """MLflow client calls of this process as ``user`` (their hub token, as a sandbox
+        sends it), or without ``user`` as MLflow's own admin account (basic auth)."""
+        if user is not None:
+            env = {"MLFLOW_TRACKING_TOKEN": self.token_for(user)}
+        else:
+            password = (self.state / "platform" / "mlflow" / "admin_password").read_text()
+            env = {"MLFLOW_TRACKING_USERNAME": "dsplatform-admin",
+                   "MLFLOW_TRACKING_PASSWORD": password.strip()}  # fmt: skip
+        with mock.patch.dict(os.environ, env):
+            yield
 
     def log(self) -> str:
         return processes.log_tail(self.log_path, 6000)

@@ -38,6 +38,8 @@ c.JupyterHub.load_groups = {{
 }}
 c.PlatformCatalog.max_request_bytes = {MAX_BYTES}
 c.DatasetCatalog.refresh_seconds = 5
+# the gateway's own behaviour (aliases moved directly); promotions: test_model_promotions.py
+c.ModelGovernance.protected_aliases = []
 """
 )
 
@@ -65,7 +67,8 @@ def publish(hub: HubProcess, root: Path, estimator: Any, alias: str | None) -> d
     with open(root / "model.pkl", "wb") as f:
         pickle.dump(estimator, f)
     service = ModelService(ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="alice"))
-    return service.publish(MODEL, path="model.pkl", alias=alias)
+    with hub.mlflow_as("alice"):  # as her sandbox does, with her hub token
+        return service.publish(MODEL, path="model.pkl", alias=alias)
 
 
 def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
@@ -297,8 +300,12 @@ def test_mlflow_ui_behind_the_hub_login(chub: HubProcess) -> None:
     assert r.status_code == 200, r.text
     assert MODEL in [m["name"] for m in r.json()["registered_models"]]
     # MLflow's errors come through as MLflow wrote them
-    r = get(chub, "mlflow/ajax-api/2.0/mlflow/runs/get?run_id=nope", alice)
+    r = get(chub, "mlflow/ajax-api/2.0/mlflow/registered-models/get?name=nope", alice)
     assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # and as the user the browser is logged in as: her permissions, not the catalog's
+    r = get(chub, "mlflow/ajax-api/2.0/mlflow/users/current", alice)
+    assert r.status_code == 200 and r.json()["user"] == {**r.json()["user"], "username": "alice",
+                                                         "is_admin": False}  # fmt: skip
 
     # a browser logged in to the hub (OAuth cookie): pages, and the app's same-origin calls
     s = login(chub, "paul")
@@ -309,12 +316,14 @@ def test_mlflow_ui_behind_the_hub_login(chub: HubProcess) -> None:
     create = "mlflow/ajax-api/2.0/mlflow/experiments/create"
     r = s.post(catalog(chub, create), json=body, headers=same_origin, timeout=60)
     assert r.status_code == 200, r.text
-    assert chub_client(chub).get_experiment(r.json()["experiment_id"]).name == body["name"]
+    with chub.mlflow_as():
+        assert chub_client(chub).get_experiment(r.json()["experiment_id"]).name == body["name"]
     # the same cookie from another site's page (or no fetch metadata) is not a login
     for headers in ({**same_origin, "Sec-Fetch-Site": "cross-site"}, {}):
         r = s.post(catalog(chub, create), json={"name": "csrf"}, headers=headers, timeout=60)
         assert r.status_code == 401, (headers, r.text)
-    assert chub_client(chub).get_experiment_by_name("csrf") is None
+    with chub.mlflow_as():
+        assert chub_client(chub).get_experiment_by_name("csrf") is None
 
 
 def chub_client(hub: HubProcess) -> Any:

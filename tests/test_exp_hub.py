@@ -53,7 +53,8 @@ def test_sandbox_commits_to_the_hub_managed_mlflow(clean_hub: HubProcess) -> Non
 
     from mlflow import MlflowClient
 
-    run = MlflowClient(url).get_run(run_id)
+    with hub.mlflow_as():
+        run = MlflowClient(url).get_run(run_id)
     assert run.data.tags["mlflow.user"] == "frank"
     assert run.data.tags["dsdata.profile"] == "cpu-small"
     assert run.data.tags["dsdata.git_sha"].startswith(sha10)

@@ -42,7 +42,9 @@ def run_in_kernel(hub: HubProcess, user: str, server: str, code: str) -> str:
                 timeout=60,
                 output_hook=lambda m: out.append(m["content"].get("text", "")),
             )
-            assert reply["content"]["status"] == "ok", reply["content"]
+            if reply["content"]["status"] != "ok":  # the traceback, readable
+                trace = "\n".join(reply["content"].get("traceback", []))
+                raise AssertionError(re.sub(r"\x1b\[[0-9;]*m", "", trace))
             return "".join(out)
         finally:
             client.stop_channels()

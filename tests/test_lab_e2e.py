@@ -242,7 +242,8 @@ def test_sidebar_in_a_hub_sandbox_through_the_proxy(clean_hub: HubProcess, artif
 
     hub = clean_hub
     experiment = f"through-the-hub-{int(time.time())}"
-    MlflowClient(hub.wait_mlflow()).create_experiment(experiment)
+    with hub.mlflow_as("alice"):
+        MlflowClient(hub.wait_mlflow()).create_experiment(experiment)
     assert hub.spawn("alice", "", {"profile": "cpu-small"}).status_code in (201, 202)
     hub.wait_ready("alice", timeout=120)
     env = {

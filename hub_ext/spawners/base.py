@@ -245,6 +245,9 @@ class ProfileSpawner(_SpawnerBase):
         catalog_url = self.catalog_url
         if not catalog_url and self.hub is not None:
             catalog_url = self.hub.api_url.rstrip("/") + "/dsplatform/datasets"
+        if self.mlflow_tracking_uri and self.api_token:
+            # MLflow knows the user by their hub token (MLflow's standard variable)
+            env["MLFLOW_TRACKING_TOKEN"] = self.api_token
         for name, value in (
             ("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
             ("DSDATA_MLFLOW_UI_URL", self.mlflow_ui_url),

@@ -157,6 +157,11 @@ class CatalogService(Application):
 def main() -> None:
     # the shared cache's objects and directories are read by every sandbox account
     os.umask(0o022)
+    # MLflow knows the catalog by its hub token (a trusted service: an MLflow admin); every
+    # call it makes is short, and never retried for minutes
+    os.environ["MLFLOW_TRACKING_TOKEN"] = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = CatalogService()
     app.initialize()
     app.start()

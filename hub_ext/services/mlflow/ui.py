@@ -1,18 +1,17 @@
 """The MLflow UI behind the hub's login: a reverse proxy in the catalog service.
 
-MLflow has no authentication of its own, so its server is never routed through the public
-proxy; sandboxes reach it directly (``MLFLOW_TRACKING_URI``). A user's browser reaches the UI
-at ``/services/catalog/mlflow/`` instead: the catalog service checks the hub login (OAuth
-cookie or hub token) and forwards the request to the tracking server with the hub's
-credentials removed. The MLflow UI uses relative URLs (``static-files/``, ``ajax-api/``) and
-hash routes, so it works under that prefix unchanged.
+MLflow is never routed through the public proxy; sandboxes reach it directly
+(``MLFLOW_TRACKING_URI``) with their hub token. A user's browser reaches the UI at
+``/services/catalog/mlflow/`` instead: the catalog service checks the hub login (OAuth cookie
+or hub token), drops the browser's credentials and forwards the request with its own hub
+token and the user it acts for (``X-Dsplatform-User``), so MLflow applies that user's
+permissions (:mod:`hub_ext.services.mlflow.auth`). The MLflow UI uses relative URLs
+(``static-files/``, ``ajax-api/``) and hash routes, so it works under that prefix unchanged.
 
 Cross-site requests: MLflow's single-page app cannot send JupyterHub's XSRF token, so a
 cookie-authenticated request that is not a plain page view is accepted when the browser
 itself marks it same-origin (``Sec-Fetch-Site: same-origin``, which pages cannot forge);
-anything else goes through JupyterHub's own XSRF check. Pages of the same origin (other
-users' servers, without subdomains) gain nothing from this route: every user can already
-use MLflow in full from their sandbox.
+anything else goes through JupyterHub's own XSRF check.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ DROPPED_REQUEST_HEADERS = frozenset(
         "X-Real-Ip",
         "X-Xsrftoken",
         "X-Csrftoken",
+        "X-Dsplatform-User",  # only the route itself says whom it acts for
     )
 )
 # response headers not copied back: hop-by-hop, and lengths/encodings tornado sets itself
@@ -92,6 +92,15 @@ def response_header(line: str) -> tuple[str, str] | None:
     if not name.strip() or name.strip().lower() in DROPPED_RESPONSE_HEADERS:
         return None
     return name.strip(), value.strip()
+
+
+def acting_for(user: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's credentials for a logged-in hub user: the catalog's own hub token (a trusted
+    service) and the user it acts for, so MLflow applies that user's permissions."""
+    import os
+
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    return {"Authorization": f"Bearer {token}", "X-Dsplatform-User": user["name"]} if token else {}
 
 
 def same_origin_fetch(headers: Mapping[str, str]) -> bool:
@@ -140,7 +149,10 @@ class MLflowUIHandler(HubServiceHandler):
         request = httpclient.HTTPRequest(
             upstream_url(self.tracking_uri, path, self.request.query),
             method=self.request.method or "GET",
-            headers=forwarded_request_headers(self.request.headers.get_all()),
+            headers={
+                **forwarded_request_headers(self.request.headers.get_all()),
+                **acting_for(self.current_user),
+            },
             body=body,
             allow_nonstandard_methods=True,
             follow_redirects=False,
