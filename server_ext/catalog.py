@@ -112,7 +112,7 @@ class HubCatalog:
     def registry(self, entry: DatasetEntry) -> Registry:
         if self.dataset_url is None:  # the hub's own API: read the registry ourselves
             return DvcRegistry(entry.registry, self.cache_dir)
-        return HubRegistry(entry, self.dataset_url.format(name=entry.name), self.token)
+        return HubRegistry(entry, self.dataset_url.format(name=entry.name))
 
     def entries(self) -> list[DatasetEntry]:
         request = urllib.request.Request(self.url)

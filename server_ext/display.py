@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .records import DatasetEntry, DatasetInfo
@@ -140,3 +140,17 @@ def models_table(rows: list[dict[str, Any]]) -> Table:
         ],
         "Registered models",
     )
+
+
+def gates_table(gates: Sequence[Mapping[str, Any]]) -> Table:
+    rows = [(g["name"], "passed" if g["passed"] else "FAILED", g["detail"]) for g in gates]
+    return Table(["gate", "result", "detail"], rows, "Gates")
+
+
+def history_table(events: Sequence[Mapping[str, Any]]) -> Table:
+    rows = [
+        (e["time"], e["event"], e["alias"], e.get("from_version") or "-",
+         e.get("to_version") or "-", e["actor"], e.get("note") or "")
+        for e in events
+    ]  # fmt: skip
+    return Table(["time", "event", "alias", "from", "to", "by", "note"], rows, "History")

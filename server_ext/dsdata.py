@@ -97,6 +97,16 @@ def publish(
     return ModelService(experiments()).publish(model, path=path, run_id=run_id, alias=alias)
 
 
+def promote(model: str, version: int | str, *, alias: str, note: str = "") -> dict[str, Any]:
+    """Request a reviewed promotion of ``version`` to the protected ``alias``."""
+    return ModelService(experiments()).promote(model, version, alias, note)
+
+
+def model_history(model: str) -> dict[str, Any]:
+    """Every promotion request, decision and rollback of ``model``."""
+    return ModelService(experiments()).history(model)
+
+
 def models() -> list[dict[str, Any]]:
     """Registered models with versions and aliases."""
     return ModelService(experiments()).list_models()

@@ -215,6 +215,30 @@ class ModelsHandler(DsdataHandler):
         self.write_json(result, status=201)
 
 
+class PromotionsHandler(DsdataHandler):
+    """``POST models/{name}/promotions``: ask the catalog for a reviewed promotion."""
+
+    @web.authenticated
+    async def post(self, name: str) -> None:
+        body = json_body(self, {"version", "alias", "note"})
+        version, alias = body.get("version"), body.get("alias")
+        if isinstance(version, bool) or not isinstance(version, int | str):
+            raise InvalidReference("'version' must be a version number like 2")
+        if not isinstance(alias, str):
+            raise InvalidReference("'alias' must be a string like 'production'")
+        note = typed(body, "note", str, "")
+        result = await self.in_thread(lambda: self.models.promote(name, version, alias, note))
+        self.write_json(result, status=201)
+
+
+class ModelHistoryHandler(DsdataHandler):
+    """``GET models/{name}/history``: the catalog's promotion history of a model."""
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        self.write_json(await self.in_thread(self.models.history, name))
+
+
 def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler]]]:
     return [
         (rf"{base}/datasets", DatasetsHandler),
@@ -225,4 +249,6 @@ def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler
         (rf"{base}/lineage", LineageHandler),
         (rf"{base}/experiments", ExperimentsHandler),
         (rf"{base}/models", ModelsHandler),
+        (rf"{base}/models/(?P<name>[^/]+)/promotions", PromotionsHandler),
+        (rf"{base}/models/(?P<name>[^/]+)/history", ModelHistoryHandler),
     ]

@@ -13,12 +13,11 @@ The catalog announces these routes in its listing (``"links"``), so a catalog wi
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .catalog_client import CatalogError, open_url
 from .errors import DsdataError, RegistryUnavailable, UnknownDataset, UnknownVersion
 from .records import DatasetEntry, DatasetVersion, Version
 from .refs import parse_tag_version
@@ -34,11 +33,10 @@ FETCH_IDLE_TIMEOUT = 600.0  # seconds without a progress line before a fetch is 
 class HubRegistry:
     """One registry's datasets, served by the catalog service's dataset routes."""
 
-    def __init__(self, entry: DatasetEntry, dataset_url: str, token: str | None) -> None:
+    def __init__(self, entry: DatasetEntry, dataset_url: str) -> None:
         self.url = entry.registry
         self.entry = entry
         self.dataset_url = dataset_url.rstrip("/")  # .../api/datasets/{name}
-        self.token = token
 
     def versions(self) -> dict[str, list[Version]]:
         entry = self.entry
@@ -79,16 +77,10 @@ class HubRegistry:
 
     # --- HTTP ------------------------------------------------------------------------------
     def _open(self, method: str, path: str, timeout: float) -> Any:
-        url = f"{self.dataset_url}/{path}"
-        request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-        if self.token:
-            request.add_header("Authorization", f"token {self.token}")
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            raise _error(e.code, _message(e)) from None
-        except (urllib.error.URLError, OSError) as e:
-            raise RegistryUnavailable(f"Cannot reach the platform's dataset service: {e}") from None
+            return open_url(method, f"{self.dataset_url}/{path}", timeout=timeout)
+        except CatalogError as e:
+            raise _error(e.status, e.message) from None
 
     def _call(self, method: str, path: str) -> Mapping[str, Any]:
         with self._open(method, path, DESCRIBE_TIMEOUT) as response:
@@ -96,18 +88,9 @@ class HubRegistry:
         return data
 
 
-def _message(error: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(error.read())["message"])
-    except (ValueError, KeyError, OSError):
-        return f"{error.code} {error.reason}"
-
-
 def _error(status: int, message: str) -> DsdataError:
     if status == 404:
         return UnknownVersion(message) if "version" in message.lower() else UnknownDataset(message)
     if status in (400, 403):
-        error = DsdataError(message)
-        error.status = status
-        return error
+        return CatalogError(status, message)
     return RegistryUnavailable(message)

@@ -11,7 +11,15 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from . import dsdata
-from .display import datasets_table, info_table, models_table, runs_table, status_table
+from .display import (
+    datasets_table,
+    gates_table,
+    history_table,
+    info_table,
+    models_table,
+    runs_table,
+    status_table,
+)
 from .errors import DsdataError
 from .params import parse_pairs
 from .progress import PullBar
@@ -77,6 +85,21 @@ def _publish_args(line: str) -> None:
     """%dsdata publish MODEL (--path PATH | --run RUN_ID) [--alias ALIAS]: register a model."""
 
 
+@magic_arguments("dsdata promote")
+@argument("model", help="registered model name")
+@argument("version", help="the version to promote, e.g. 3")
+@argument("--alias", required=True, help="the protected alias, e.g. production")
+@argument("--note", default="", help="why: what the approver reads")
+def _promote_args(line: str) -> None:
+    """%dsdata promote MODEL VERSION --alias ALIAS [--note NOTE]: request a reviewed promotion."""
+
+
+@magic_arguments("dsdata history")
+@argument("model", help="registered model name")
+def _history_args(line: str) -> None:
+    """%dsdata history MODEL: promotions, approvals, rejections and rollbacks of a model."""
+
+
 @magic_arguments("dsdata models")
 def _models_args(line: str) -> None:
     """%dsdata models: registered models, versions and aliases."""
@@ -96,6 +119,8 @@ SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "log": _log_args,
     "reproduce": _reproduce_args,
     "publish": _publish_args,
+    "promote": _promote_args,
+    "history": _history_args,
     "models": _models_args,
     "sync": _sync_args,
 }
@@ -192,6 +217,19 @@ class DsdataMagics(Magics):
     def _publish(self, args: argparse.Namespace) -> None:
         result = dsdata.publish(args.model, path=args.path, run_id=args.run, alias=args.alias)
         print(f"registered {result['name']} version {result['version']} -> {result['uri']}")
+        if result.get("note"):
+            print(result["note"])
+
+    def _promote(self, args: argparse.Namespace) -> None:
+        found = dsdata.promote(args.model, args.version, alias=args.alias, note=args.note)
+        print(
+            f"requested {found['model']} version {found['version']} -> {found['alias']} "
+            f"({found['state']}, id {found['id']}); an approver decides"
+        )
+        display(gates_table(found["gates"]))
+
+    def _history(self, args: argparse.Namespace) -> None:
+        display(history_table(dsdata.model_history(args.model)["events"]))
 
     def _models(self, args: argparse.Namespace) -> None:
         display(models_table(dsdata.models()))

@@ -14,10 +14,13 @@ import pickle
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from . import catalog_client
 from .errors import DsdataError, InvalidReference
 from .experiments import ExperimentService, TrackingUnavailable, UnknownRun
 from .lineage import Lineage
+from .registry_names import ModelNameError, name_filter
 
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -81,8 +84,11 @@ class ModelService:
                 client.create_registered_model(name, tags={"dsdata.owner": self.experiments.user})
                 created = True
             version = mlflow.register_model(model_uri, name, tags=tags)
+            note = ""
             if alias:
-                client.set_registered_model_alias(name, alias, version.version)
+                note = self._set_alias(client, name, alias, str(version.version))
+                if note:
+                    alias = None
         except DsdataError:
             raise
         except Exception as e:
@@ -103,7 +109,42 @@ class ModelService:
             "source": model_uri,
             "uri": f"models:/{name}@{alias}" if alias else f"models:/{name}/{version.version}",
             "tags": tags,
+            "note": note,
         }
+
+    @staticmethod
+    def _set_alias(client: Any, name: str, alias: str, version: str) -> str:
+        """Point ``alias`` at ``version``; for a protected alias, why not and what to do."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.set_registered_model_alias(name, alias, version)
+        except MlflowException as e:
+            if e.error_code != "PERMISSION_DENIED":
+                raise
+            return (
+                f"Registered {name} version {version}, but {alias!r} is not set: {e.message}. "
+                f"Request it with %dsdata promote {name} {version} --alias {alias}"
+            )
+        return ""
+
+    # --- promotions (the catalog service's four-eyes flow) -------------------------------
+    def promote(self, name: str, version: int | str, alias: str, note: str = "") -> dict[str, Any]:
+        """Ask for ``version`` of ``name`` to become the protected ``alias``: a pending
+        request an approver decides (``POST …/api/models/NAME/promotions``)."""
+        check_model_name(name)
+        check_alias(alias)
+        body = {"version": str(version), "alias": alias, "note": note}
+        result: dict[str, Any] = catalog_client.call(
+            "POST", f"models/{quote(name)}/promotions", body
+        )
+        return result
+
+    def history(self, name: str) -> dict[str, Any]:
+        """Every promotion request, decision and rollback of ``name``."""
+        check_model_name(name)
+        result: dict[str, Any] = catalog_client.call("GET", f"models/{quote(name)}/history")
+        return result
 
     def _run(self, client: Any, run_id: str) -> Any:
         try:
@@ -153,7 +194,10 @@ class ModelService:
             raise TrackingUnavailable(f"Cannot read the model registry: {e}") from None
         rows = []
         for model in models:
-            versions = client.search_model_versions(f"name='{model.name}'")
+            try:
+                versions = client.search_model_versions(name_filter(model.name))
+            except ModelNameError:
+                versions = []
             latest = max((int(v.version) for v in versions), default=None)
             rows.append(
                 {

@@ -24,7 +24,8 @@ from traitlets.config import Config
 from hub_ext.admission.policy import trait_value
 from hub_ext.errors import ConfigError
 from hub_ext.spawners.accounts import check_template, usable_by_others
-from hub_ext.spawners.local import LocalProfileSpawner, isolating, singleuser_command, state_dir
+from hub_ext.spawners.local import LocalProfileSpawner, isolating, singleuser_command
+from hub_ext.state import state_dir
 
 NOT_ISOLATED = """
   dsplatform: WARNING: the hub is not running as root, so sandboxes are NOT isolated from

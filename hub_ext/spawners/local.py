@@ -25,6 +25,7 @@ from traitlets import Bool, Dict, Int, List, Tuple, Unicode, default
 
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
+from hub_ext.services.serving.settings import ModelServing
 from hub_ext.spawners import os_limits
 from hub_ext.spawners.accounts import (
     Account,
@@ -37,11 +38,7 @@ from hub_ext.spawners.accounts import (
 )
 from hub_ext.spawners.base import ProfileSpawner
 from hub_ext.spawners.devices import NVIDIA_CONTROL_NODES, sandbox_rules
-
-
-def state_dir() -> Path:
-    """``$DSPLATFORM_STATE_DIR`` (default ``./.dsplatform``), absolute."""
-    return Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve()
+from hub_ext.state import state_dir
 
 
 def singleuser_command(local_python: str | None) -> list[str]:
@@ -194,6 +191,11 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
     def _prepare_host(self) -> None:
         workspace = Path(self.home_dir)
         if isolating():
+            if self.account_name == ModelServing(config=self.config).account:
+                raise AccountError(
+                    f"account {self.account_name!r} is the model serving account: "
+                    "no sandbox runs as it (c.LocalProfileSpawner.account_template)"
+                )
             self._account = ensure_account(
                 self.account_name,
                 workspace,

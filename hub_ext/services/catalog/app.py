@@ -7,9 +7,13 @@ token. Under ``/services/catalog/``:
 * ``GET api/datasets``: the registries' datasets the caller's groups may see (what sandboxes
   read through ``DSDATA_CATALOG_URL``);
 * ``GET api/models``: registered models with versions, aliases, signatures, lineage, owner;
-* ``POST api/models/{name}/{alias|version}/predict``: MLflow's scoring formats
-  (``dataframe_split``, ``dataframe_records``, ``inputs``, ``instances``) through MLflow's own
-  scoring code; needs the custom scope ``custom:dsplatform:predict``;
+* ``POST api/models/{name}/{alias|version}/predict`` (or ``…/invocations``, MLflow's path):
+  MLflow's scoring protocol (the four JSON formats, CSV, parquet, ``params``), answered by the
+  version's serving worker (:mod:`hub_ext.services.serving`), never in this process; needs
+  the custom scope ``custom:dsplatform:predict``;
+* ``api/models/{name}/promotions``, ``…/rollback``, ``…/history``: four-eyes promotion
+  (:mod:`hub_ext.services.catalog.promotion_handlers`);
+* ``GET ping``, ``GET health``: liveness;
 * ``GET api/models/{name}/{alias|version}/openapi.json``: the endpoint's OpenAPI, from the
   model's signature;
 * ``GET /``: an HTML catalog with curl and Python examples;
@@ -35,18 +39,27 @@ from traitlets import Unicode, default
 from traitlets.config import Application
 
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
-from hub_ext.services.catalog import datasets
+from hub_ext.services.catalog import datasets, promotion_handlers
 from hub_ext.services.catalog.config import PlatformCatalog
 from hub_ext.services.catalog.datasets import DatasetFetcher
-from hub_ext.services.catalog.gateway import ModelGateway
+from hub_ext.services.catalog.gateway import ModelGateway, Serving
+from hub_ext.services.catalog.governance import ModelGovernance
 from hub_ext.services.catalog.handlers import (
     ModelsHandler,
     OpenAPIHandler,
     PageHandler,
+    PingHandler,
     PredictHandler,
 )
+from hub_ext.services.catalog.model_registry import MLflowRegistry
+from hub_ext.services.catalog.promotions import Promotions, Rules
 from hub_ext.services.handoff import received_config
 from hub_ext.services.mlflow.ui import MLflowUIHandler
+from hub_ext.services.serving.files import ModelFiles
+from hub_ext.services.serving.pool import WorkerPool
+from hub_ext.services.serving.remote import RemoteServing
+from hub_ext.services.serving.settings import ModelServing
+from hub_ext.spawners.accounts import ensure_account
 from server_ext.catalog import CachedListing
 from server_ext.records import DatasetEntry
 
@@ -85,7 +98,7 @@ class CatalogService(Application):
         self.datasets = DatasetCatalog(config=self.config)
         self.dataset_groups = check_dataset_groups(self.datasets.dataset_groups)
         self.max_request_bytes = self.catalog.max_request_bytes
-        self.gateway = ModelGateway(self.tracking_uri)
+        self.serving_settings = ModelServing(config=self.config)
         self.auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
         metadata = Path(
             self.datasets.metadata_dir
@@ -97,7 +110,55 @@ class CatalogService(Application):
         )
         cache = os.environ.get("DSDATA_CACHE_DIR") or str(metadata / "cache")
         self.fetcher = DatasetFetcher(Path(cache), metadata)
+        self.governance = ModelGovernance(config=self.config)
+        self.promotions: Promotions | None = None  # made in start(): it opens the database
         self._groups: dict[str, tuple[float, list[str]]] = {}
+
+    def serving_root(self) -> Path:
+        default = Path(tempfile.gettempdir()) / "dsplatform-serving"
+        return Path(self.serving_settings.root or default)
+
+    def make_serving(self) -> Serving:
+        """The serving workers: the chart's serving Deployment, or a pool on this machine
+        (as the serving account when the catalog runs as root)."""
+        settings = self.serving_settings
+        if settings.manager_url:
+            secret = os.environ.pop("DSPLATFORM_SERVING_SECRET", "")
+            return RemoteServing(
+                settings.manager_url, secret, settings.start_timeout, settings.request_timeout
+            )
+        root = self.serving_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        account = None
+        if os.geteuid() == 0:
+            account = ensure_account(
+                settings.account,
+                root / "work",
+                "dsplatform model serving",
+                settings.account_uid_range,
+            )
+        else:
+            self.log.warning("dsplatform: not root, so serving workers run as this account")
+        return WorkerPool(
+            root, settings.max_workers, settings.start_timeout, settings.request_timeout, account
+        )
+
+    def make_promotions(self) -> Promotions | None:
+        """The promotion flow over the platform's MLflow (None without one)."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        governance = self.governance
+        db_url = governance.db_url or f"sqlite:///{Path.cwd() / 'governance.sqlite'}"
+        if db_url.startswith("sqlite:///"):  # the hub's alone, whatever the umask
+            path = Path(db_url[len("sqlite:///") :])
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        rules = Rules(
+            frozenset(governance.protected_aliases),
+            governance.gate_metric,
+            governance.gate_metric_direction,
+        )
+        registry = MLflowRegistry(self.tracking_uri, os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+        return Promotions(db_url, registry, rules)
 
     def listen_address(self) -> tuple[str, int]:
         """``bind_ip`` (e.g. 0.0.0.0 in a pod) or the service URL's host, and its port."""
@@ -127,7 +188,12 @@ class CatalogService(Application):
             (url_path_join(p, "oauth_callback"), HubOAuthCallbackHandler),
             *datasets.routes(self, lambda path: url_path_join(p, path)),
             (url_path_join(p, "api/models"), ModelsHandler),
-            (url_path_join(p, r"api/models/([^/]+)/([^/]+)/predict"), PredictHandler),
+            *promotion_handlers.routes(lambda path: url_path_join(p, path)),
+            (
+                url_path_join(p, r"api/models/([^/]+)/([^/]+)/(?:predict|invocations)"),
+                PredictHandler,
+            ),
+            (url_path_join(p, "(ping|health)"), PingHandler),
             (url_path_join(p, r"api/models/([^/]+)/([^/]+)/openapi.json"), OpenAPIHandler),
             (url_path_join(p, "mlflow"), web.RedirectHandler, {"url": url_path_join(p, "mlflow/")}),
             (url_path_join(p, "mlflow/(.*)"), MLflowUIHandler, {"tracking_uri": self.tracking_uri}),
@@ -140,6 +206,12 @@ class CatalogService(Application):
         )
 
     def start(self) -> None:
+        self.serving = self.make_serving()  # creates the serving account, directories
+        self.promotions = self.make_promotions()
+        root = self.serving_root()
+        self.gateway = ModelGateway(
+            self.tracking_uri, self.serving, ModelFiles(root / "models", self.tracking_uri)
+        )
         host, port = self.listen_address()
         app = self.make_app()
         # the server refuses huge bodies outright; the handler answers 413 above the limit
@@ -151,7 +223,10 @@ class CatalogService(Application):
             self.prefix,
             self.datasets.refresh_seconds,
         )
-        ioloop.IOLoop.current().start()
+        try:
+            ioloop.IOLoop.current().start()
+        finally:
+            self.serving.close()
 
 
 def main() -> None:

@@ -15,8 +15,13 @@ from traitlets.config import Config, Configurable
 
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
 from hub_ext.errors import ConfigError
+from hub_ext.services.catalog.governance import APPROVE_SCOPE, ModelGovernance
+from hub_ext.services.catalog.governance import check as check_governance
 from hub_ext.services.handoff import service_config
 from hub_ext.services.mlflow.ui import has_web_ui
+from hub_ext.services.serving.settings import ModelServing
+from hub_ext.services.serving.settings import check as check_serving
+from hub_ext.state import state_dir
 
 SERVICE = "catalog"
 PREDICT_SCOPE = "custom:dsplatform:predict"
@@ -80,13 +85,15 @@ def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> 
         "url": f"http://{settings.host}:{settings.port}",
         "command": [sys.executable, "-m", "hub_ext.services.catalog"],
         "environment": {
-            **service_config(c, PlatformCatalog, DatasetCatalog),
+            **service_config(c, PlatformCatalog, DatasetCatalog, ModelGovernance, ModelServing),
             "MLFLOW_TRACKING_URI": tracking_uri,
             # the shared dataset cache: the catalog is its one writer (sandboxes read it)
             "DSDATA_CACHE_DIR": str(c.ProfileSpawner.get("dataset_cache_dir", "")),
         },
         "display": True,
         "oauth_no_confirm": True,
+        # a browser logged in to the catalog may use what its user's roles grant there
+        "oauth_client_allowed_scopes": [PREDICT_SCOPE, APPROVE_SCOPE],
         "info": {"description": "Datasets, models and prediction APIs"},
     }
 
@@ -95,9 +102,8 @@ def catalog_roles(
     settings: PlatformCatalog, existing: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Roles: the service reads users' groups; users may open it; predict groups may predict."""
-    roles = [
-        r for r in existing if r.get("name") not in ("dsplatform-catalog", "dsplatform-predict")
-    ]
+    ours = ("dsplatform-catalog", "dsplatform-predict", "dsplatform-approve")
+    roles = [r for r in existing if r.get("name") not in ours]
     user_role = next((r for r in roles if r.get("name") == "user"), None)
     if user_role is None:
         roles.append({"name": "user", "scopes": ["self", ACCESS]})
@@ -109,6 +115,14 @@ def catalog_roles(
             "description": "The catalog service reads users' names and groups",
             "scopes": ["read:users:name", "read:users:groups"],
             "services": [SERVICE],
+        }
+    )
+    roles.append(
+        {
+            "name": "dsplatform-approve",
+            "description": "Approve, reject and roll back model promotions",
+            "scopes": [APPROVE_SCOPE, ACCESS],
+            "groups": list(ModelGovernance(config=settings.config).approver_groups),
         }
     )
     roles.append(
@@ -126,6 +140,8 @@ def check(c: Config) -> None:
     """Start-up checks of the catalog's settings (ConfigError naming the key)."""
     check_catalog(PlatformCatalog(config=c))
     check_dataset_groups(DatasetCatalog(config=c).dataset_groups)
+    check_governance(c)
+    check_serving(c)
 
 
 def wire(c: Config) -> None:
@@ -134,11 +150,16 @@ def wire(c: Config) -> None:
     if not catalog.enabled:
         return
     tracking_uri = c.ProfileSpawner.get("mlflow_tracking_uri", "")
+    if not c.ModelGovernance.get("db_url"):  # the promotion history, next to the hub's state
+        c.ModelGovernance.db_url = f"sqlite:///{state_dir() / 'governance.sqlite'}"
+    if not c.ModelServing.get("root") and not c.ModelServing.get("manager_url"):
+        c.ModelServing.root = str(state_dir() / "serving")  # served models' files, sockets
     services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
     c.JupyterHub.services = [*services, catalog_service(c, catalog, tracking_uri)]
     c.JupyterHub.custom_scopes = {
         **c.JupyterHub.get("custom_scopes", {}),
         PREDICT_SCOPE: {"description": "Call the prediction APIs of the dsplatform catalog"},
+        APPROVE_SCOPE: {"description": "Approve, reject and roll back model promotions"},
     }
     c.JupyterHub.load_roles = catalog_roles(catalog, list(c.JupyterHub.get("load_roles", [])))
     # sandboxes read the catalog with their server token

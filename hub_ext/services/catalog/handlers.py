@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from tornado import web
 
 from hub_ext.datasets.catalog import visible
 from hub_ext.services.catalog.config import PREDICT_SCOPE
+from hub_ext.services.catalog.errors import CatalogError
 from hub_ext.services.catalog.openapi import model_openapi
 from hub_ext.services.handler import HubServiceHandler
 from hub_ext.services.mlflow.ui import has_web_ui
@@ -22,6 +24,7 @@ from hub_ext.services.mlflow.ui import has_web_ui
 if TYPE_CHECKING:
     from hub_ext.services.catalog.app import CatalogService
 
+MAX_JSON_BODY = 64 * 1024  # promotion and dataset requests are small
 _jinja = Environment(
     loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -51,6 +54,21 @@ class CatalogHandler(HubServiceHandler):
             return list(user["groups"])
         return await self.app.groups_of(user["name"])
 
+    def _handle_request_exception(self, e: BaseException) -> None:
+        """A :class:`CatalogError` answers with its status (tornado makes others 500)."""
+        if isinstance(e, CatalogError) and not self._finished:
+            self.send_error(e.status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CatalogError):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"message": exc.message, "error_code": exc.error_code}))
+            return
+        super().write_error(status_code, **kwargs)
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -59,6 +77,29 @@ class CatalogHandler(HubServiceHandler):
     async def in_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
+    def json_body(
+        self, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """The request's JSON object with only ``allowed`` keys (400 with the reason)."""
+        raw = self.request.body or b"{}"
+        if len(raw) > MAX_JSON_BODY:
+            raise web.HTTPError(413, f"A body of {len(raw)} bytes; at most {MAX_JSON_BODY}")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise web.HTTPError(400, "The request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "The request body must be a JSON object")
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown field {unknown[0][:40]!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+        missing = sorted(required - set(body))
+        if missing:
+            raise web.HTTPError(400, f"Missing field {missing[0]!r}")
+        return body
+
 
 class ModelsHandler(CatalogHandler):
     async def get(self) -> None:
@@ -66,23 +107,18 @@ class ModelsHandler(CatalogHandler):
         try:
             models = await self.in_thread(self.app.gateway.models)
         except Exception as e:
-            raise web.HTTPError(502, f"Cannot read the model registry: {e}") from None
+            raise CatalogError(502, f"Cannot read the model registry: {str(e)[:300]}") from None
         self.write_json({"models": models})
 
 
 class ModelRefHandler(CatalogHandler):
     async def version_of(self, name: str, ref: str) -> str:
-        try:
-            return str(await self.in_thread(self.app.gateway.resolve, name, ref))
-        except Exception as e:
-            if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
-                raise web.HTTPError(
-                    404, f"No model {name!r} with version or alias {ref!r}"
-                ) from None
-            raise web.HTTPError(502, f"Cannot read the model registry: {e}") from None
+        return str(await self.in_thread(self.app.gateway.resolve, name, ref))
 
 
 class PredictHandler(ModelRefHandler):
+    """``POST …/{name}/{alias|version}/predict`` and MLflow's ``…/invocations``."""
+
     async def post(self, name: str, ref: str) -> None:
         user = self.require_user()
         if PREDICT_SCOPE not in set(user.get("scopes", [])):
@@ -97,13 +133,22 @@ class PredictHandler(ModelRefHandler):
             )
         version = await self.version_of(name, ref)
         content_type = self.request.headers.get("Content-Type", "application/json")
-        status, payload = await self.in_thread(
-            self.app.gateway.predict, name, version, body, content_type
-        )
+        answer = await self.app.gateway.predict(name, version, body, content_type, self.in_thread)
         self.set_header("X-Model-Version", version)
-        self.set_status(status)
+        self.set_status(answer.status)
         self.set_header("Content-Type", "application/json")
-        self.finish(payload)
+        self.finish(answer.body)
+
+
+class PingHandler(CatalogHandler):
+    """``GET ping`` (MLflow's liveness path) and ``GET health``: no login needed, nothing
+    about models or users in the answer."""
+
+    def get(self, what: str) -> None:
+        if what == "ping":
+            self.finish("")
+        else:
+            self.write_json({"status": "ok", "serving_workers": len(self.app.serving.status())})
 
 
 class OpenAPIHandler(ModelRefHandler):
@@ -126,7 +171,17 @@ class PageHandler(CatalogHandler):
             error = ""
         except Exception as e:
             models, error = [], f"The model registry is unreachable: {e}"
+        governance: dict[str, Any] = {}
+        if self.app.promotions is not None:
+            for m in models:
+                governance[m["name"]] = await self.in_thread(
+                    lambda n=m["name"]: {
+                        "pending": self.app.promotions.promotions(n, "pending"),
+                        "history": self.app.promotions.history(n)[-10:],
+                    }
+                )
         page = _jinja.get_template("catalog.html").render(
+            governance=governance,
             user=user,
             datasets=datasets,
             models=models,

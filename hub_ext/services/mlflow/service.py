@@ -13,7 +13,6 @@ runs MLflow (on PostgreSQL) as its own Deployment and the hub only points sandbo
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from traitlets import Bool, Int, List, Unicode
 from traitlets.config import Config, Configurable
 
 from hub_ext.errors import ConfigError
+from hub_ext.state import state_dir as platform_state
 
 
 class PlatformMLflow(Configurable):
@@ -157,10 +157,7 @@ def mlflow_service(
     The service has no ``url``: the hub does not route it through the public proxy;
     sandboxes reach it directly, with their hub token.
     """
-    base = Path(
-        settings.state_dir
-        or Path(os.environ.get("DSPLATFORM_STATE_DIR", ".dsplatform")).resolve() / "mlflow"
-    )
+    base = Path(settings.state_dir or platform_state() / "mlflow")
     base.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{settings.port}"
     service = {
