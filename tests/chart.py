@@ -66,14 +66,23 @@ def secret_value(objects: list[dict[str, Any]], ref: Mapping[str, str]) -> str:
     return str(secret["stringData"][ref["key"]])
 
 
-def container_env(objects: list[dict[str, Any]], container: Mapping[str, Any]) -> dict[str, str]:
-    """A container's environment with ``secretKeyRef``s resolved from the rendered Secrets."""
+def container_env(
+    objects: list[dict[str, Any]], container: Mapping[str, Any], external: str | None = None
+) -> dict[str, str]:
+    """A container's environment with ``secretKeyRef``s resolved from the rendered Secrets
+    (a Secret the chart does not render, e.g. an ``existingSecret``, gives ``external``
+    where that is given)."""
     env = {}
+    rendered = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
         elif "secretKeyRef" in item.get("valueFrom", {}):
-            env[item["name"]] = secret_value(objects, item["valueFrom"]["secretKeyRef"])
+            ref = item["valueFrom"]["secretKeyRef"]
+            if external is not None and ref["name"] not in rendered:
+                env[item["name"]] = external
+            else:
+                env[item["name"]] = secret_value(objects, ref)
     return env
 
 

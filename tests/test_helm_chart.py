@@ -248,6 +248,7 @@ def test_the_chart_renders_the_platform(rendered) -> None:
         "Service/proxy-public", "Deployment/mlflow", "Service/mlflow",
         "PersistentVolumeClaim/dsdata", "DaemonSet/image-puller", "NetworkPolicy/singleuser",
         "NetworkPolicy/hub", "NetworkPolicy/proxy", "NetworkPolicy/mlflow",
+        "ConfigMap/mlflow-auth", "Deployment/serving", "Service/serving", "NetworkPolicy/serving",
     }  # fmt: skip
     if name == "defaults":  # PostgreSQL in the release, hub db in it, artifacts on a volume
         expected |= {
@@ -280,7 +281,7 @@ def test_rbac_is_least_privilege_in_the_release_namespace(rendered) -> None:
     ]
     hub = find(objects, "Deployment", "-hub")["spec"]["template"]["spec"]
     assert hub["serviceAccountName"] == hub_sa
-    for other in ("-proxy", "-mlflow"):  # no other pod gets an API token
+    for other in ("-proxy", "-mlflow", "-serving"):  # no other pod gets an API token
         assert (
             find(objects, "Deployment", other)["spec"]["template"]["spec"][
                 "automountServiceAccountToken"
@@ -343,19 +344,30 @@ def test_network_policies(rendered) -> None:
     ]
     assert len(internet) == (1 if name == "defaults" else 0)  # lint values turn it off
 
-    def allowed_from(policy_name: str) -> dict[int, list[dict[str, Any]]]:
+    def allowed_from(
+        policy_name: str, types: list[str] | None = None
+    ) -> dict[int, list[dict[str, Any]]]:
         spec = find(objects, "NetworkPolicy", policy_name)["spec"]
-        assert spec["policyTypes"] == ["Ingress"]
-        return {p["port"]: rule.get("from", []) for rule in spec["ingress"] for p in rule["ports"]}
+        assert spec["policyTypes"] == (types or ["Ingress"])
+        allowed: dict[int, list[dict[str, Any]]] = {}
+        for rule in spec["ingress"]:
+            for p in rule["ports"]:
+                allowed.setdefault(p["port"], []).extend(rule.get("from", []))
+        return allowed
+
+    def components(peers: list[dict[str, Any]]) -> list[str]:
+        return [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers]
 
     hub_in = allowed_from("-hub")
     assert set(hub_in) == {8081, catalog_port}
-    for peers in hub_in.values():
-        assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers] == [
-            "proxy",
-            "singleuser-server",
-            "hub",  # the catalog and culler services in the hub pod, through the Service
-        ]
+    # the catalog and culler services in the hub pod reach the hub through its Service
+    assert components(hub_in[catalog_port]) == ["proxy", "singleuser-server", "hub"]
+    # MLflow checks hub tokens at the hub API
+    assert components(hub_in[8081]) == ["proxy", "singleuser-server", "hub", "mlflow"]
+    # the serving pods: the catalog (hub pod) only, on the manager's port; they reach nothing
+    serving_in = allowed_from("-serving", ["Ingress", "Egress"])
+    assert {port: components(peers) for port, peers in serving_in.items()} == {8000: ["hub"]}
+    assert find(objects, "NetworkPolicy", "-serving")["spec"]["egress"] == []
     proxy_in = allowed_from("-proxy")
     assert proxy_in[8000] == []  # the public port: from anywhere
     assert [selects(p["podSelector"], hub) for p in proxy_in[8001]] == [True]  # the API: hub only
@@ -408,6 +420,60 @@ def test_mlflow_serves_artifacts_from_postgresql_and_a_volume_or_bucket(rendered
     service = find(objects, "Service", "-mlflow")["metadata"]["name"]
     assert f"{service}:5000" in args[args.index("--allowed-hosts") + 1].split(",")
     assert hub_values(objects)["services"]["mlflowUrl"] == f"http://{service}:5000"
+
+
+def test_mlflow_runs_the_auth_app_behind_hub_identity(rendered) -> None:
+    _, objects = rendered
+    spec = find(objects, "Deployment", "-mlflow")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    args = container["args"]
+    assert args[args.index("--app-name") + 1] == "dsplatform"
+    env = container_env(objects, container, external="(an existing Secret)")
+    hub_env = container_env(objects, find(objects, "Deployment", "-hub")["spec"]["template"][
+        "spec"]["containers"][0], external="(an existing Secret)")  # fmt: skip
+    hub_service = find(objects, "Service", "-hub")["metadata"]["name"]
+    base = str(hub_values(objects)["hub"]["baseUrl"]).rstrip("/")
+    assert env["JUPYTERHUB_API_URL"] == f"http://{hub_service}:8081{base}/hub/api"
+    # the hub knows MLflow by the token MLflow holds (the hub registers it as a service)
+    assert env["JUPYTERHUB_API_TOKEN"] == hub_env["DSPLATFORM_MLFLOW_SERVICE_TOKEN"]
+    assert len(env["JUPYTERHUB_API_TOKEN"]) >= 32
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    rules = json.loads(env["DSPLATFORM_MLFLOW_AUTH"])
+    governance = hub_values(objects)["catalog"]["governance"]
+    assert rules == {"trusted_services": ["catalog"],
+                     "protected_aliases": governance["protectedAliases"],
+                     "sharing_groups": hub_values(objects)["mlflow"]["sharingGroups"]}  # fmt: skip
+    ini = find(objects, "ConfigMap", "-mlflow-auth")["data"]["basic_auth.ini"]
+    settings = dict(line.split(" = ", 1) for line in ini.splitlines() if " = " in line)
+    assert settings["database_uri"] == args[args.index("--backend-store-uri") + 1]
+    assert settings["authorization_function"] == (
+        "hub_ext.services.mlflow.auth:authenticate_request"
+    )
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/dsplatform-mlflow/basic_auth.ini"
+    assert {"name": "auth", "mountPath": "/etc/dsplatform-mlflow", "readOnly": True} in (
+        container["volumeMounts"]
+    )
+
+
+def test_models_are_served_outside_the_hub_pod(rendered) -> None:
+    _, objects = rendered
+    deployment = find(objects, "Deployment", "-serving")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["python", "-m", "hub_ext.services.serving.manager"]
+    assert spec["automountServiceAccountToken"] is False and "serviceAccountName" not in spec
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # its volumes are its own scratch space: nothing of the hub's, no shared volume
+    assert [sorted(v) for v in spec["volumes"]] == [["emptyDir", "name"], ["emptyDir", "name"]]
+    env = container_env(objects, container)
+    hub_container = find(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"][0]
+    hub_env = container_env(objects, hub_container, external="(an existing Secret)")
+    assert set(env) == {"DSPLATFORM_SERVING_SECRET", "MLFLOW_DISABLE_TELEMETRY"}
+    assert env["DSPLATFORM_SERVING_SECRET"] == hub_env["DSPLATFORM_SERVING_SECRET"]
+    assert len(env["DSPLATFORM_SERVING_SECRET"]) >= 16
+    service = find(objects, "Service", "-serving")
+    assert service["spec"]["ports"][0]["port"] == 8000
+    assert hub_values(objects)["services"]["serving"] == service["metadata"]["name"]
 
 
 def test_the_shared_dataset_volume_is_read_write_many(rendered) -> None:

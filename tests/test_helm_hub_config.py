@@ -57,6 +57,12 @@ print(json.dumps({
     "proxy_api_url": c.ConfigurableHTTPProxy.api_url,
     "should_start": c.ConfigurableHTTPProxy.should_start,
     "services": {s["name"]: s.get("url") for s in c.JupyterHub.services},
+    "service_commands": {s["name"]: bool(s.get("command")) for s in c.JupyterHub.services},
+    "service_tokens": {s["name"]: s.get("api_token") for s in c.JupyterHub.services},
+    "catalog_env": next(s["environment"] for s in c.JupyterHub.services if s["name"] == "catalog"),
+    "roles": {r["name"]: r.get("services", []) for r in c.JupyterHub.load_roles},
+    "governance": {k: v for k, v in c.ModelGovernance.items()},
+    "serving": {k: v for k, v in c.ModelServing.items()},
     "ProfileSpawner": {k: v for k, v in c.ProfileSpawner.items() if isinstance(v, str)},
     "namespace": c.KubeSpawner.namespace,
     "allowed_groups": sorted(c.GenericOAuthenticator.get("allowed_groups", [])),
@@ -122,10 +128,28 @@ def test_the_hub_config_from_the_chart_passes_validation(rendered, tmp_path: Pat
         config["ProfileSpawner"]["mlflow_tracking_uri"]
         == hub_values(objects)["services"]["mlflowUrl"]
     )
-    assert "mlflow" not in config["services"]  # MLflow is the chart's Deployment
+    # MLflow is the chart's Deployment: a hub service without a command, known by its token
+    assert config["services"]["mlflow"] is None and not config["service_commands"]["mlflow"]
+    (mlflow_container,) = find(objects, "Deployment", "-mlflow")["spec"]["template"]["spec"][
+        "containers"]  # fmt: skip
+    mlflow_env = container_env(objects, mlflow_container, external="(an existing Secret)")
+    assert config["service_tokens"]["mlflow"] == mlflow_env["JUPYTERHUB_API_TOKEN"]
+    assert config["roles"]["dsplatform-mlflow"] == ["mlflow"]
+    # models are served by the serving Deployment, with the secret both sides hold
+    serving = find(objects, "Service", "-serving")["metadata"]["name"]
+    assert config["serving"]["manager_url"] == f"http://{serving}:8000"
+    (serving_container,) = find(objects, "Deployment", "-serving")["spec"]["template"]["spec"][
+        "containers"]  # fmt: skip
+    assert config["catalog_env"]["DSPLATFORM_SERVING_SECRET"] == container_env(
+        objects, serving_container)["DSPLATFORM_SERVING_SECRET"]  # fmt: skip
+    governance = hub_values(objects)["catalog"]["governance"]
+    assert config["governance"]["protected_aliases"] == governance["protectedAliases"]
+    assert config["governance"]["approver_groups"] == governance["approverGroups"]
     if name == "defaults":
         pg = find(objects, "Service", "-postgresql")["metadata"]["name"]
         assert config["db_url"] == f"postgresql+psycopg2://dsplatform@{pg}:5432/jupyterhub"
+        # the promotion history lives in the hub's database (the pod's state is not kept)
+        assert config["governance"]["db_url"] == config["db_url"]
         assert config["authenticator_class"] == "shared-password"
     else:
         assert config["db_url"] == f"sqlite:///{tmp_path / 'state' / 'jupyterhub.sqlite'}"
@@ -160,9 +184,11 @@ def test_values_the_schema_allows_but_the_hub_refuses_stop_the_hub(
 
 
 @pytest.mark.usefixtures("kubeconfig")
-def test_a_gpu_sandbox_from_the_chart_config(rendered) -> None:
+def test_a_gpu_sandbox_from_the_chart_config(rendered, monkeypatch: pytest.MonkeyPatch) -> None:
     from jupyterhub.objects import Hub
 
+    # the hub pod's environment from its Secret (the catalog's credential at the serving pods)
+    monkeypatch.setenv("DSPLATFORM_SERVING_SECRET", "s" * 32)
     name, objects = rendered
     c = Config()
     env = {"CONFIGPROXY_AUTH_TOKEN": "t", "PGPASSWORD": "p", "DSPLATFORM_STATE_DIR": "/srv/jupyterhub",

@@ -165,6 +165,20 @@ def apply_chart_values(c: Config, values: Mapping[str, Any], env: Mapping[str, s
     c.PlatformCatalog.bind_ip = "0.0.0.0"
     c.PlatformCatalog.predict_groups = list(catalog.get("predictGroups") or [])
     c.PlatformCatalog.max_request_bytes = int(catalog.get("maxRequestBytes", 1 << 20))
+    governance = catalog.get("governance") or {}
+    c.ModelGovernance.protected_aliases = list(governance.get("protectedAliases") or [])
+    c.ModelGovernance.approver_groups = list(governance.get("approverGroups") or [])
+    c.ModelGovernance.gate_metric = str(governance.get("gateMetric") or "")
+    c.ModelGovernance.gate_metric_direction = str(governance.get("gateMetricDirection") or "higher")
+    # models run in the chart's serving Deployment, never in the hub pod
+    serving = catalog.get("serving") or {}
+    c.ModelServing.manager_url = f"http://{value(values, 'services.serving')}:8000"
+    c.ModelServing.max_workers = int(serving.get("maxWorkers", 4))
+    c.ModelServing.start_timeout = float(serving.get("startTimeout", 120))
+    c.ModelServing.request_timeout = float(serving.get("requestTimeout", 30))
+    mlflow = value(values, "mlflow", {})
+    c.PlatformMLflow.default_permission = str(mlflow.get("defaultPermission") or "READ")
+    c.PlatformMLflow.sharing_groups = list(mlflow.get("sharingGroups") or [])
 
     # sandboxes: KubeSpawner pods in the release's namespace
     singleuser = value(values, "singleuser")

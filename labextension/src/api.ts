@@ -131,6 +131,34 @@ export interface IModel {
   description: string;
 }
 
+export interface IPromotion {
+  id: string;
+  model: string;
+  alias: string;
+  version: string;
+  requester: string;
+  note: string;
+  state: 'pending' | 'approved' | 'rejected';
+  gates: { name: string; passed: boolean; detail: string }[];
+  created: string;
+}
+
+export interface IModelEvent {
+  event: 'requested' | 'approved' | 'rejected' | 'rollback';
+  alias: string;
+  actor: string;
+  from_version: string | null;
+  to_version: string | null;
+  note: string;
+  time: string;
+}
+
+export interface IModelHistory {
+  model: string;
+  events: IModelEvent[];
+  promotions: IPromotion[];
+}
+
 export interface IPublishRequest {
   model: string;
   run_id?: string;
@@ -216,5 +244,16 @@ export class DsdataAPI {
 
   publish(request: IPublishRequest): Promise<IPublished> {
     return requestAPI('models', post(request), this.settings);
+  }
+
+  /**
+   * Promotion requests, approvals and rollbacks of a model (the catalog's history).
+   */
+  history(name: string): Promise<IModelHistory> {
+    return requestAPI(
+      `models/${encodeURIComponent(name)}/history`,
+      {},
+      this.settings
+    );
   }
 }

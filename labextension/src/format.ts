@@ -1,7 +1,7 @@
 /**
  * Pure formatting of what the panels show.
  */
-import type { IPulledPath } from './api';
+import type { IModelEvent, IPromotion, IPulledPath } from './api';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
@@ -103,4 +103,32 @@ export function stateLabel(
     default:
       return 'unchanged';
   }
+}
+
+/**
+ * A promotion history event in one line, e.g.
+ * `rita approved production v1 → v2 (looks good)`.
+ */
+export function describeEvent(event: IModelEvent): string {
+  const from = event.from_version ? `v${event.from_version}` : 'none';
+  const to = event.to_version ? `v${event.to_version}` : 'none';
+  const verb =
+    event.event === 'requested'
+      ? 'asked for'
+      : event.event === 'rollback'
+        ? 'rolled back'
+        : event.event;
+  const note = event.note ? ` (${event.note})` : '';
+  return `${event.actor} ${verb} ${event.alias} ${from} → ${to}${note}`;
+}
+
+/**
+ * A pending promotion, e.g. `v3 → production by alice · gates: lineage failed`.
+ */
+export function describePending(promotion: IPromotion): string {
+  const failed = promotion.gates.filter(g => !g.passed).map(g => g.name);
+  const gates = failed.length
+    ? `gates: ${failed.join(', ')} failed`
+    : 'gates passed';
+  return `v${promotion.version} → ${promotion.alias} by ${promotion.requester} · ${gates}`;
 }

@@ -10,6 +10,7 @@ import type {
   ICommitResult,
   IDataset,
   IModel,
+  IModelHistory,
   IPublished,
   IPublishRequest,
   IPull,
@@ -46,6 +47,8 @@ export class DsdataModel extends VDomModel {
   experiment = '';
   mlflowUrl: string | null = null;
   models: IModel[] = [];
+  /** Each model's promotion history; absent where the catalog could not say. */
+  histories: Record<string, IModelHistory> = {};
   runsShown = 10;
   /** Sections loading now. */
   loading = new Set<Section>();
@@ -101,6 +104,17 @@ export class DsdataModel extends VDomModel {
   async refreshModels(): Promise<void> {
     await this.load('models', async () => {
       this.models = await this.api.models();
+      const histories: Record<string, IModelHistory> = {};
+      await Promise.all(
+        this.models.map(async m => {
+          try {
+            histories[m.name] = await this.api.history(m.name);
+          } catch {
+            // no catalog (or no promotions there): the model shows without history
+          }
+        })
+      );
+      this.histories = histories;
     });
   }
 

@@ -23,6 +23,7 @@
 {{- define "dsplatform.proxyApi" -}}{{ include "dsplatform.fullname" . }}-proxy-api{{- end }}
 {{- define "dsplatform.proxy" -}}{{ include "dsplatform.fullname" . }}-proxy{{- end }}
 {{- define "dsplatform.mlflow" -}}{{ include "dsplatform.fullname" . }}-mlflow{{- end }}
+{{- define "dsplatform.serving" -}}{{ include "dsplatform.fullname" . }}-serving{{- end }}
 {{- define "dsplatform.postgresql" -}}{{ include "dsplatform.fullname" . }}-postgresql{{- end }}
 {{- define "dsplatform.sharedStorage" -}}
 {{- .Values.sharedStorage.existingClaim | default (printf "%s-dsdata" (include "dsplatform.fullname" .)) }}
@@ -161,4 +162,13 @@ A secret value: the one given in values, else the one already in the cluster's S
 {{- end }}
 {{- $images = concat $images .Values.prePuller.extraImages | uniq }}
 {{- toJson $images }}
+{{- end }}
+
+{{- define "dsplatform.servingImage" -}}
+{{- $image := .Values.catalog.serving.image }}
+{{- if $image.name }}
+{{- printf "%s:%s" $image.name ($image.tag | default .Chart.AppVersion) }}
+{{- else }}
+{{- include "dsplatform.hubImage" . }}
+{{- end }}
 {{- end }}

@@ -7,6 +7,7 @@ service process (:mod:`hub_ext.services.handoff`), which builds the same classes
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -89,6 +90,9 @@ def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> 
             "MLFLOW_TRACKING_URI": tracking_uri,
             # the shared dataset cache: the catalog is its one writer (sandboxes read it)
             "DSDATA_CACHE_DIR": str(c.ProfileSpawner.get("dataset_cache_dir", "")),
+            # its credential at the chart's serving Deployment; libpq's password
+            **serving_secret(c),
+            **database_password(c),
         },
         "display": True,
         "oauth_no_confirm": True,
@@ -96,6 +100,27 @@ def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> 
         "oauth_client_allowed_scopes": [PREDICT_SCOPE, APPROVE_SCOPE],
         "info": {"description": "Datasets, models and prediction APIs"},
     }
+
+
+def serving_secret(c: Config) -> dict[str, str]:
+    """``DSPLATFORM_SERVING_SECRET`` for a remote serving manager (the hub's environment)."""
+    if not ModelServing(config=c).manager_url:
+        return {}
+    secret = os.environ.get("DSPLATFORM_SERVING_SECRET", "")
+    if len(secret) < 16:
+        raise ConfigError(
+            "c.ModelServing.manager_url: the serving manager needs DSPLATFORM_SERVING_SECRET "
+            "(16 or more characters) in the hub's environment"
+        )
+    return {"DSPLATFORM_SERVING_SECRET": secret}
+
+
+def database_password(c: Config) -> dict[str, str]:
+    """``PGPASSWORD`` for a PostgreSQL promotion history (libpq reads it; no URL holds it)."""
+    db_url = str(c.ModelGovernance.get("db_url", ""))
+    if db_url.startswith("postgresql") and "PGPASSWORD" in os.environ:
+        return {"PGPASSWORD": os.environ["PGPASSWORD"]}
+    return {}
 
 
 def catalog_roles(
@@ -150,8 +175,13 @@ def wire(c: Config) -> None:
     if not catalog.enabled:
         return
     tracking_uri = c.ProfileSpawner.get("mlflow_tracking_uri", "")
-    if not c.ModelGovernance.get("db_url"):  # the promotion history, next to the hub's state
-        c.ModelGovernance.db_url = f"sqlite:///{state_dir() / 'governance.sqlite'}"
+    if not c.ModelGovernance.get("db_url"):  # the promotion history: the hub's PostgreSQL,
+        hub_db = str(c.JupyterHub.get("db_url", ""))  # or a file next to the hub's state
+        c.ModelGovernance.db_url = (
+            hub_db
+            if hub_db.startswith("postgresql")
+            else f"sqlite:///{state_dir() / 'governance.sqlite'}"
+        )
     if not c.ModelServing.get("root") and not c.ModelServing.get("manager_url"):
         c.ModelServing.root = str(state_dir() / "serving")  # served models' files, sockets
     services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]

@@ -84,7 +84,12 @@ class MLflowRegistry:
             raise CatalogError(502, f"The model registry did not answer: {e.message}") from None
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
-        self.client().set_registered_model_alias(model, alias, check_version(version))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client().set_registered_model_alias(model, alias, check_version(version))
+        except MlflowException as e:
+            raise CatalogError(502, f"The model registry refused the alias: {e.message}") from None
 
     def may_edit(self, user: str, model: str) -> bool:
         """Whether MLflow lets ``user`` edit ``model`` (its creator, their sharing groups,

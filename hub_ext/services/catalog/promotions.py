@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub_ext.services.catalog.errors import CatalogError
 from hub_ext.services.catalog.gates import Candidate, Gate, gates
@@ -103,13 +104,27 @@ class Promotions:
     """Requests, decisions, rollbacks and the history, in the platform's database."""
 
     def __init__(self, db_url: str, registry: Registry, rules: Rules) -> None:
-        self.engine = create_engine(db_url)
-        metadata.create_all(self.engine)
+        self.engine = create_engine(db_url, pool_pre_ping=True)
         self.registry, self.rules = registry, rules
         self._lock = threading.Lock()  # one decision about an alias at a time
+        self._schema = False
+
+    def ready(self) -> None:
+        """The tables exist (created on first use: an unreachable database is a 503 for
+        the promotion routes, never a catalog that does not start)."""
+        if self._schema:
+            return
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as e:
+            raise CatalogError(
+                503, f"The platform database is unreachable: {str(e)[:200]}"
+            ) from None
+        self._schema = True
 
     # --- reading -------------------------------------------------------------------------
     def history(self, model: str) -> list[dict[str, Any]]:
+        self.ready()
         with self.engine.connect() as db:
             rows = db.execute(
                 select(events_table).where(events_table.c.model == model)
@@ -118,6 +133,7 @@ class Promotions:
         return [_event(r) for r in rows]
 
     def promotions(self, model: str, state: str | None = None) -> list[dict[str, Any]]:
+        self.ready()
         query = select(promotions_table).where(promotions_table.c.model == model)
         if state:
             query = query.where(promotions_table.c.state == state)
@@ -126,6 +142,7 @@ class Promotions:
         return [_promotion(r) for r in rows]
 
     def get(self, model: str, promotion: str) -> dict[str, Any]:
+        self.ready()
         with self.engine.connect() as db:
             row = db.execute(
                 select(promotions_table).where(
@@ -141,6 +158,7 @@ class Promotions:
         self, model: str, version: str, alias: str, note: str, caller: Caller
     ) -> dict[str, Any]:
         """The owner asks for ``version`` to become ``alias``: pending, with its gates."""
+        self.ready()
         self._protected(alias)
         if not (caller.admin or self.registry.may_edit(caller.name, model)):
             raise CatalogError(403, f"Only the owners of {model!r} may request its promotion")
@@ -180,6 +198,7 @@ class Promotions:
         override: bool = False,
     ) -> dict[str, Any]:
         """An approver approves (the alias moves) or rejects a pending request."""
+        self.ready()
         if not caller.approver:
             raise CatalogError(
                 403, "Approving needs a token with the scope custom:dsplatform:approve"
@@ -212,6 +231,7 @@ class Promotions:
 
     def rollback(self, model: str, alias: str, reason: str, caller: Caller) -> dict[str, Any]:
         """Move ``alias`` back to the version approved before the current one."""
+        self.ready()
         if not caller.approver:
             raise CatalogError(
                 403, "Rolling back needs a token with the scope custom:dsplatform:approve"

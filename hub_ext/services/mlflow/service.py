@@ -13,6 +13,7 @@ runs MLflow (on PostgreSQL) as its own Deployment and the hub only points sandbo
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -183,16 +184,25 @@ def wire(c: Config) -> None:
     if mlflow.enabled:
         protected = list(ModelGovernance(config=c).protected_aliases)
         service, tracking_uri = mlflow_service(mlflow, protected)
-        services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
-        c.JupyterHub.services = [*services, service]
-        # it looks up who a token belongs to (name, admin flag, groups)
-        roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != ROLE]
-        c.JupyterHub.load_roles = [
-            *roles,
-            {"name": ROLE, "description": "MLflow checks hub tokens", "scopes": ["read:users"],
-             "services": [SERVICE]},
-        ]  # fmt: skip
+        register_service(c, service)
         if not c.ProfileSpawner.get("mlflow_tracking_uri"):
             c.ProfileSpawner.mlflow_tracking_uri = tracking_uri
-    elif mlflow.external_url and not c.ProfileSpawner.get("mlflow_tracking_uri"):
-        c.ProfileSpawner.mlflow_tracking_uri = mlflow.external_url  # e.g. the chart's Service
+    elif mlflow.external_url:
+        token = os.environ.get("DSPLATFORM_MLFLOW_SERVICE_TOKEN", "")
+        if token:  # the chart's MLflow runs the same auth app, with this hub token
+            register_service(c, {"name": SERVICE, "api_token": token})
+        if not c.ProfileSpawner.get("mlflow_tracking_uri"):
+            c.ProfileSpawner.mlflow_tracking_uri = mlflow.external_url  # e.g. the chart
+
+
+def register_service(c: Config, service: dict[str, Any]) -> None:
+    """The MLflow hub service and its role: it looks up who a token belongs to (name,
+    admin flag, groups)."""
+    services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
+    c.JupyterHub.services = [*services, service]
+    roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != ROLE]
+    c.JupyterHub.load_roles = [
+        *roles,
+        {"name": ROLE, "description": "MLflow checks hub tokens", "scopes": ["read:users"],
+         "services": [SERVICE]},
+    ]  # fmt: skip

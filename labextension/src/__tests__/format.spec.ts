@@ -1,4 +1,7 @@
+import type { IModelEvent, IPromotion } from '../api';
 import {
+  describeEvent,
+  describePending,
   formatBytes,
   formatDatasets,
   formatMetrics,
@@ -81,5 +84,66 @@ describe('stateLabel', () => {
     ['unknown', [], 'unknown (no snapshot)']
   ] as const)('%s %j -> %s', (state, changed, expected) => {
     expect(stateLabel({ state, changed: [...changed] })).toBe(expected);
+  });
+});
+
+describe('promotions', () => {
+  const event = {
+    alias: 'production',
+    actor: 'rita',
+    note: '',
+    time: '2026-12-01T10:00:00Z'
+  };
+  it.each([
+    [
+      {
+        ...event,
+        event: 'approved',
+        from_version: '1',
+        to_version: '2',
+        note: 'ok'
+      },
+      'rita approved production v1 → v2 (ok)'
+    ],
+    [
+      {
+        ...event,
+        event: 'requested',
+        actor: 'alice',
+        from_version: null,
+        to_version: '1'
+      },
+      'alice asked for production none → v1'
+    ],
+    [
+      { ...event, event: 'rollback', from_version: '2', to_version: '1' },
+      'rita rolled back production v2 → v1'
+    ]
+  ])('%p', (e, expected) => {
+    expect(describeEvent(e as IModelEvent)).toBe(expected);
+  });
+
+  it('names failing gates of a pending request', () => {
+    const pending = {
+      id: 'a'.repeat(32),
+      model: 'churn',
+      alias: 'production',
+      version: '3',
+      requester: 'alice',
+      note: '',
+      state: 'pending',
+      created: '2026-12-01T10:00:00Z',
+      gates: [
+        { name: 'signature', passed: true, detail: '' },
+        { name: 'lineage', passed: false, detail: 'no git sha' }
+      ]
+    } as IPromotion;
+    expect(describePending(pending)).toBe(
+      'v3 → production by alice · gates: lineage failed'
+    );
+    pending.gates = [];
+    expect(describePending(pending)).toBe(
+      'v3 → production by alice · gates passed'
+    );
   });
 });

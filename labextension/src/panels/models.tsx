@@ -2,15 +2,56 @@ import { CommandRegistry } from '@lumino/commands';
 import * as React from 'react';
 
 import { CommandIDs } from '../commands';
+import { describeEvent, describePending } from '../format';
 import { DsdataModel } from '../model';
 import { SectionPanel } from './section';
 
 /**
- * Registered models with their versions and aliases, and the publish dialog.
+ * Registered models with their versions and aliases, pending promotions and the
+ * promotion history, and the publish dialog.
  */
 export class ModelsPanel extends SectionPanel {
   constructor(model: DsdataModel, commands: CommandRegistry) {
     super(model, commands, 'models', 'Models');
+  }
+
+  /**
+   * Pending promotion requests and the latest history events of one model.
+   */
+  private governance(name: string): React.ReactElement | null {
+    const history = this.model.histories[name];
+    if (!history) {
+      return null;
+    }
+    const pending = history.promotions.filter(p => p.state === 'pending');
+    const recent = history.events.slice(-3).reverse();
+    if (pending.length === 0 && recent.length === 0) {
+      return null;
+    }
+    return (
+      <div className="dsdata-Governance">
+        {pending.map(p => (
+          <div
+            key={p.id}
+            className="dsdata-Meta dsdata-Pending"
+            data-promotion={p.id}
+            title={p.note}
+          >
+            pending: {describePending(p)}
+          </div>
+        ))}
+        {recent.map((e, i) => (
+          <div
+            key={`${e.time}-${i}`}
+            className="dsdata-Meta dsdata-Event"
+            data-event={e.event}
+            title={e.time}
+          >
+            {describeEvent(e)}
+          </div>
+        ))}
+      </div>
+    );
   }
 
   protected render(): React.ReactElement {
@@ -56,6 +97,7 @@ export class ModelsPanel extends SectionPanel {
                 {m.description && (
                   <div className="dsdata-Description">{m.description}</div>
                 )}
+                {this.governance(m.name)}
               </li>
             ))}
           </ul>
