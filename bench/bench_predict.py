@@ -1,21 +1,26 @@
 """Prediction latency and throughput: the catalog gateway vs ``mlflow models serve``.
 
-One real hub (``tests.hub.HubProcess``: embedded config, local mode, the hub-managed MLflow
-server and catalog service, a site config adding a ``product`` group with user ``bench``)
-and one small scikit-learn model (``LogisticRegression`` on a 2-column float DataFrame,
-published with ``server_ext.models.ModelService`` under alias ``production``). Both sides get
-the same JSON payload (``dataframe_split``, ``--rows`` rows) from the same client
-(``requests``, one keep-alive session per thread):
+One real hub (``tests.hub.HubProcess``: embedded config, local mode as root, the hub-managed
+MLflow server and catalog service, a site config adding a ``product`` group with user
+``bench`` and reviewer ``rita``) and one small scikit-learn model (``LogisticRegression`` on a
+2-column float DataFrame, published with ``server_ext.models.ModelService`` as ``bench``,
+then promoted to the protected alias ``production`` through the catalog: ``bench`` requests,
+``rita`` approves). Both sides get the same JSON payload (``dataframe_split``, ``--rows``
+rows) from the same client (``requests``, one keep-alive session per thread):
 
 * gateway: ``POST {hub}/services/catalog/api/models/NAME/production/predict`` through
   configurable-http-proxy, with a hub token holding ``custom:dsplatform:predict`` and
-  ``access:services!service=catalog``;
+  ``access:services!service=catalog``; the catalog forwards it to the version's serving
+  worker (its own process, as the serving account, over a Unix socket);
 * anchor: ``mlflow models serve -m models:/NAME@production --env-manager local`` (its
   ``/invocations``, default worker count), started in the same run.
 
 Latency: ``--latency-requests`` sequential requests per round (p50/p99). Throughput:
 ``--threads`` client threads for ``--seconds`` per round (requests/s). Rounds alternate
 (ABBA, ``--rounds``); the throughput ratio gateway/anchor is reported (goal >= 0.8).
+Cold start: the gateway's first prediction after the promotion (the version's files
+downloaded, its worker started, the model loaded), and the anchor's start until its first
+answer (process start, model download and load).
 
     .venv/bin/python -m bench.bench_predict [--rounds 2] [--threads 4] [--seconds 8]
 """
@@ -45,10 +50,38 @@ SCOPES = ["custom:dsplatform:predict", "access:services!service=catalog"]
 SITE = (
     TEST_POLICY
     + """
-c.JupyterHub.load_groups = {"product": {"users": ["bench"]}, "ml-research": {"users": ["alice"]}}
+c.JupyterHub.load_groups = {"product": {"users": ["bench"]}, "ml-research": {"users": ["alice"]},
+                            "model-reviewers": {"users": ["rita"]}}
+c.ModelGovernance.protected_aliases = ["production"]
+c.ModelGovernance.approver_groups = ["model-reviewers"]
 """
 )
 GOAL = 0.8
+APPROVER = ["custom:dsplatform:approve", "access:services!service=catalog"]
+
+
+def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
+    if hub.api("GET", f"/users/{user}").status_code == 404:
+        hub.api("POST", f"/users/{user}").raise_for_status()
+    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "bench"})
+    r.raise_for_status()
+    token: str = r.json()["token"]
+    return token
+
+
+def promote(hub: HubProcess, version: int, owner: str, approver: str) -> None:
+    """``production`` -> ``version``: the owner asks, the reviewer approves."""
+    catalog = f"{hub.url}/services/catalog/api/models/{MODEL}"
+    r = requests.post(f"{catalog}/promotions", json={"version": version, "alias": "production"},
+                      headers={"Authorization": f"token {owner}"}, timeout=60)  # fmt: skip
+    if r.status_code != 201:
+        raise RuntimeError(f"promotion request: {r.status_code} {r.text[:300]}")
+    r = requests.post(f"{catalog}/promotions/{r.json()['id']}/approve", json={"override": True,
+                      "reason": "benchmark model"},  # no lineage: it is not a git project
+                      headers={"Authorization": f"token {approver}"}, timeout=60)  # fmt: skip
+    if r.status_code != 200:
+        raise RuntimeError(f"approval: {r.status_code} {r.text[:300]}")
+    log(f"production -> v{version}, approved by rita")
 
 
 def train() -> Any:
@@ -124,7 +157,9 @@ def throughput(target: Target, body: bytes, threads: int, seconds: float) -> dic
     return {"requests": sum(counts), "seconds": elapsed, "rps": sum(counts) / elapsed}
 
 
-def start_anchor(tracking_uri: str, base: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_anchor(
+    tracking_uri: str, token: str, base: Path
+) -> tuple[subprocess.Popen[bytes], str, float]:
     port = free_port()
     log_file = open(base / "mlflow-serve.log", "ab")  # noqa: SIM115  (the child keeps it)
     proc = subprocess.Popen(
@@ -144,6 +179,7 @@ def start_anchor(tracking_uri: str, base: Path) -> tuple[subprocess.Popen[bytes]
         env={
             **os.environ,
             "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_TRACKING_TOKEN": token,  # the platform's MLflow knows callers by hub token
             # it execs uvicorn from PATH
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         },
@@ -152,13 +188,14 @@ def start_anchor(tracking_uri: str, base: Path) -> tuple[subprocess.Popen[bytes]
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    started = time.monotonic()
+    deadline = started + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"mlflow models serve exited {proc.returncode}")
         try:
             if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return proc, url
+                return proc, url, time.monotonic() - started
         except requests.RequestException:
             pass
         time.sleep(0.3)
@@ -190,22 +227,28 @@ def main() -> None:
         service = ModelService(
             ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="bench")
         )
-        published = service.publish(MODEL, path="model.pkl", alias="production")
+        with hub.mlflow_as("bench"):
+            published = service.publish(MODEL, path="model.pkl")
         log(f"published {published['uri']} (version {published['version']})")
-
-        hub.api("POST", "/users/bench")
-        r = hub.api("POST", "/users/bench/tokens", json={"scopes": SCOPES, "note": "bench"})
-        r.raise_for_status()
-        token = r.json()["token"]
-        anchor_proc, anchor_url = start_anchor(hub.mlflow_url, base)
-
+        token = scoped_token(hub, "bench", SCOPES)
+        promote(hub, published["version"], token, scoped_token(hub, "rita", APPROVER))
+        gateway_url = f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict"
         body = payload(args.rows)
+        t = time.perf_counter()  # the worker's cold start: files, process, model load
+        r = requests.post(gateway_url, data=body, timeout=180,
+                          headers={"Authorization": f"token {token}",
+                                   "Content-Type": "application/json"})  # fmt: skip
+        cold_gateway = time.perf_counter() - t
+        if r.status_code != 200:
+            raise RuntimeError(f"gateway cold call: {r.status_code} {r.text[:300]}")
+        log(f"gateway cold start (first prediction) {cold_gateway:.2f} s")
+        anchor_proc, anchor_url, cold_anchor = start_anchor(
+            hub.mlflow_url, hub.token_for("bench"), base
+        )
+        log(f"anchor cold start (process to first answer) {cold_anchor:.2f} s")
+
         targets = {
-            "gateway": Target(
-                "gateway",
-                f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict",
-                {"Authorization": f"token {token}"},
-            ),
+            "gateway": Target("gateway", gateway_url, {"Authorization": f"token {token}"}),
             "anchor": Target("anchor", f"{anchor_url}/invocations", {}),
         }
         with requests.Session() as s:  # warm-up: model loads, connections, caches
@@ -260,6 +303,10 @@ def main() -> None:
         f"\nthroughput ratio gateway/anchor {ratio:.2f} (goal >= {GOAL}): "
         f"{'meets goal' if ratio >= GOAL else 'misses goal'}"
     )
+    print(
+        f"cold start: gateway first prediction {cold_gateway:.2f} s (download, worker start, "
+        f"model load); mlflow models serve to first answer {cold_anchor:.2f} s"
+    )
     write_result(
         "bench_predict",
         {
@@ -270,6 +317,10 @@ def main() -> None:
             "ratio_p50": stats["gateway"]["latency_ms"]["p50"]
             / stats["anchor"]["latency_ms"]["p50"],
             "goal": {"rps_ratio": GOAL},
+            "cold_start_s": {
+                "gateway_first_prediction": cold_gateway,
+                "anchor_process_to_first_answer": cold_anchor,
+            },
             "meets_goal": ratio >= GOAL,
             "machine": machine_info(),
             "contention_before": contention,
