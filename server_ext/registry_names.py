@@ -1,4 +1,5 @@
-"""Model names in MLflow filter strings: one quoting rule for the sandbox and the catalog.
+"""Model names and versions as MLflow takes them: one rule for the sandbox, the catalog and
+the MLflow server's plugin.
 
 MLflow's search grammar has no escape character: a name is one string literal in single or
 double quotes, so a name with a quote of one kind is quoted with the other, and a name with
@@ -7,6 +8,17 @@ filter any other way, so ``zz'evil`` is listed like every other model.
 """
 
 from __future__ import annotations
+
+import re
+
+# MLflow's version numbers are small positive integers; anything else names no version (and a
+# twenty-digit one made MLflow's SQL store answer 500, which clients retry for minutes)
+VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+def is_version(text: object) -> bool:
+    """Whether ``text`` can be a model version number (pure)."""
+    return VERSION_RE.match(str(text).strip()) is not None
 
 
 class ModelNameError(ValueError):

@@ -25,6 +25,7 @@ VALUES: dict[str, Any] = {
         "hub": "dsp-dsplatform-hub",
         "proxyApi": "dsp-dsplatform-proxy-api",
         "mlflowUrl": "http://dsp-dsplatform-mlflow:5000",
+        "serving": "dsp-dsplatform-serving",
     },
     "database": {
         "type": "postgresql",
@@ -154,13 +155,28 @@ def test_the_home_mount_is_the_workspace() -> None:
     assert c.KubeSpawner.automount_service_account_token is False
 
 
-def test_configure_accepts_it_and_wires_mlflow_and_the_catalog() -> None:
+def test_configure_accepts_it_and_wires_mlflow_and_the_catalog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the hub pod's environment from the hub Secret
+    monkeypatch.setenv("DSPLATFORM_SERVING_SECRET", "serving-secret-0123456789")
+    monkeypatch.setenv("DSPLATFORM_MLFLOW_SERVICE_TOKEN", "mlflow-token-0123456789")
+    monkeypatch.setenv("PGPASSWORD", "pg-password")
     c = applied()
     configure(c)
     assert c.ProfileSpawner.mlflow_tracking_uri == "http://dsp-dsplatform-mlflow:5000"
     services = {s["name"]: s for s in c.JupyterHub.services}
-    assert "mlflow" not in services  # the chart runs it
+    # the chart runs MLflow; the hub knows it by its token (it looks up users' tokens)
+    assert services["mlflow"] == {"name": "mlflow", "api_token": "mlflow-token-0123456789"}
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["dsplatform-mlflow"]["services"] == ["mlflow"]
+    assert roles["dsplatform-mlflow"]["scopes"] == ["read:users"]
     catalog = services["catalog"]
+    # models are served by the serving Deployment; the promotion history is in PostgreSQL
+    assert c.ModelServing.manager_url == "http://dsp-dsplatform-serving:8000"
+    assert catalog["environment"]["DSPLATFORM_SERVING_SECRET"] == "serving-secret-0123456789"
+    assert c.ModelGovernance.db_url == c.JupyterHub.db_url
+    assert catalog["environment"]["PGPASSWORD"] == "pg-password"
     assert catalog["url"] == "http://dsp-dsplatform-hub:10101"
     assert catalog_from_entry(catalog).listen_address() == ("0.0.0.0", 10101)
     assert catalog["environment"]["MLFLOW_TRACKING_URI"] == "http://dsp-dsplatform-mlflow:5000"

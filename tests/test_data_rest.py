@@ -201,11 +201,13 @@ ROUTES = [
 
 
 def test_every_route_is_covered() -> None:
-    assert len(route_table()) == 8
+    assert len(route_table()) == 10
     assert ("/dsdata/api/pulls", "post") in ROUTES
     assert ("/dsdata/api/experiments", "post") in ROUTES
     assert ("/dsdata/api/models", "post") in ROUTES
-    assert len(ROUTES) == 10
+    assert ("/dsdata/api/models/iris/promotions", "post") in ROUTES
+    assert ("/dsdata/api/models/iris/history", "get") in ROUTES
+    assert len(ROUTES) == 12
 
 
 @pytest.mark.parametrize(("path", "method"), ROUTES)

@@ -413,6 +413,24 @@ def test_odd_names_and_huge_versions_are_clean_4xx(ghub: HubProcess, tokens: dic
         print(json.dumps("made"))
     """)  # fmt: skip
     assert made == "made"
+    # plain MLflow from a sandbox: a version no model can have is a 404 at once, not a 500
+    # that the client retries for minutes
+    direct = in_kernel(ghub, "bob", f"""
+        import json, time
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+        client = MlflowClient()
+        t = time.monotonic()
+        try:
+            client.get_model_version({MODEL!r}, "99999999999999999999999")
+            code = "ok"
+        except MlflowException as e:
+            code = e.error_code
+        print(json.dumps({{"code": code, "seconds": time.monotonic() - t,
+                          "odd": client.get_model_version("zz'evil", "1").version}}))
+    """)  # fmt: skip
+    assert direct["code"] == "RESOURCE_DOES_NOT_EXIST" and direct["seconds"] < 2, direct
+    assert str(direct["odd"]) == "1"
     paul = tokens["paul"]
     start = time.monotonic()
     listing = catalog(ghub, "GET", "api/models", paul, timeout=10)

@@ -114,6 +114,10 @@ def local_command(container: dict[str, Any], port: int, artifacts: Path) -> list
 def test_mlflow_as_the_chart_runs_it_on_postgresql(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
+    """The chart's MLflow Deployment, run here: its command, environment (secrets resolved)
+    and auth ini, against a real PostgreSQL and a real hub that knows it by the rendered
+    service token. Changed: host, port, artifact directory, workers, the ini's mount path and
+    the hub API URL (the hub's Service name does not resolve here)."""
     postgres.create_database("tracking", "mlflow", "mlflow-password")
     objects = render(
         {
@@ -124,7 +128,8 @@ def test_mlflow_as_the_chart_runs_it_on_postgresql(
                 "username": "mlflow",
                 "password": "mlflow-password",
                 "mlflowDatabase": "tracking",
-            }
+            },
+            "mlflow": {"sharingGroups": ["ml-research"]},
         }
     )
     (container,) = find(objects, "Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"]
@@ -134,6 +139,22 @@ def test_mlflow_as_the_chart_runs_it_on_postgresql(
     port = free_port()
     command = local_command(container, port, tmp_path / "artifacts")
     assert f"postgresql+psycopg2://mlflow@127.0.0.1:{postgres.port}/tracking" in command
+    assert command[command.index("--app-name") + 1] == "dsplatform"
+    ini = find(objects, "ConfigMap", "-mlflow-auth")["data"]["basic_auth.ini"]
+    (tmp_path / "basic_auth.ini").write_text(ini)
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/dsplatform-mlflow/basic_auth.ini"
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str(tmp_path / "basic_auth.ini")
+
+    # the hub MLflow asks who a token belongs to: it knows MLflow by the rendered token
+    hub = HubProcess(tmp_path / "hub", HUB_POLICY + f"""
+c.JupyterHub.load_groups = {{"ml-research": {{"users": ["alice", "carol"]}}}}
+c.JupyterHub.services = list(c.JupyterHub.get("services", [])) + [
+    {{"name": "mlflow", "api_token": {env["JUPYTERHUB_API_TOKEN"]!r}}}]
+c.JupyterHub.load_roles = list(c.JupyterHub.get("load_roles", [])) + [
+    {{"name": "chart-mlflow", "scopes": ["read:users"], "services": ["mlflow"]}}]
+""").start()  # fmt: skip
+    assert env["JUPYTERHUB_API_URL"].endswith(":8081/hub/api")
+    env["JUPYTERHUB_API_URL"] = hub.api_url
 
     log = tmp_path / "mlflow.log"
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -163,37 +184,52 @@ def test_mlflow_as_the_chart_runs_it_on_postgresql(
         # sandboxes reach it by its Service name; other Host headers are refused
         service = find(objects, "Service", "-mlflow")["metadata"]["name"]
         search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
-        assert requests.get(search, headers={"Host": f"{service}:5000"}, timeout=10).ok
+        alice = {"Authorization": f"Bearer {hub.token_for('alice')}"}
+        assert requests.get(search, headers={"Host": f"{service}:5000", **alice}, timeout=10).ok
         assert (
-            requests.get(search, headers={"Host": "evil.example.org"}, timeout=10).status_code
-            == 403
-        )
+            requests.get(search, headers={"Host": "evil.example.org", **alice}, timeout=10)
+            .status_code == 403
+        )  # fmt: skip
+        # nothing without a hub token
+        assert requests.get(search, timeout=10).status_code == 401
 
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
         client = MlflowClient(tracking_uri=url)
-        experiment = client.create_experiment("postgres-check")
-        run = client.create_run(experiment)
-        client.log_param(run.info.run_id, "lr", "0.05")
-        client.log_metric(run.info.run_id, "auc", 0.91)
-        model_dir = tmp_path / "model"
-        model_dir.mkdir()
-        (model_dir / "weights.txt").write_text("0.1 0.2\n")
-        client.log_artifacts(run.info.run_id, str(model_dir), "model")
-        client.set_terminated(run.info.run_id)
-        client.create_registered_model("churn")
-        version = client.create_model_version(
-            "churn", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
-        )
-        client.set_registered_model_alias("churn", "production", version.version)
-
-        assert client.get_model_version_by_alias("churn", "production").run_id == run.info.run_id
-        assert client.get_run(run.info.run_id).data.metrics == {"auc": 0.91}
-        # it is all in PostgreSQL, and the artifacts went through the server to its store
+        with hub.mlflow_as("alice"):
+            experiment = client.create_experiment("postgres-check")
+            run = client.create_run(experiment)
+            client.log_param(run.info.run_id, "lr", "0.05")
+            client.log_metric(run.info.run_id, "auc", 0.91)
+            model_dir = tmp_path / "model"
+            model_dir.mkdir()
+            (model_dir / "weights.txt").write_text("0.1 0.2\n")
+            client.log_artifacts(run.info.run_id, str(model_dir), "model")
+            client.set_terminated(run.info.run_id)
+            client.create_registered_model("churn")
+            version = client.create_model_version(
+                "churn", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+            )
+            client.set_registered_model_alias("churn", "staging", version.version)
+            # production is the chart's protected alias: not even the owner moves it directly
+            with pytest.raises(MlflowException) as refused:
+                client.set_registered_model_alias("churn", "production", version.version)
+            assert refused.value.error_code == "PERMISSION_DENIED"
+        with hub.mlflow_as("bob"), pytest.raises(MlflowException) as denied:
+            client.delete_run(run.info.run_id)  # bob reads, never changes alice's work
+        assert denied.value.error_code == "PERMISSION_DENIED"
+        with hub.mlflow_as("carol"):  # shares ml-research with alice: may edit
+            client.set_tag(run.info.run_id, "reviewed-by", "carol")
+        with hub.mlflow_as("bob"):
+            assert client.get_model_version_by_alias("churn", "staging").run_id == run.info.run_id
+            assert client.get_run(run.info.run_id).data.metrics == {"auc": 0.91}
+        # it is all in PostgreSQL (permissions too), and the artifacts went to its store
         assert postgres.query("tracking", "SELECT name FROM registered_models") == [("churn",)]
         assert postgres.query(
             "tracking", "SELECT key, value FROM params WHERE run_uuid = %s", run.info.run_id
         ) == [("lr", "0.05")]
+        assert ("alice",) in postgres.query("tracking", "SELECT username FROM users")
         assert list((tmp_path / "artifacts").rglob("weights.txt"))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -202,3 +238,4 @@ def test_mlflow_as_the_chart_runs_it_on_postgresql(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        hub.shutdown()

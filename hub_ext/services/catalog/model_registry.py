@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -19,15 +18,15 @@ from typing import Any
 from hub_ext.services.catalog.errors import CatalogError
 from hub_ext.services.catalog.gates import Candidate
 from hub_ext.services.catalog.openapi import signature_columns
+from server_ext.registry_names import is_version
 
-VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")  # MLflow versions: small positive integers
 EDITORS = ("EDIT", "MANAGE")
 
 
 def check_version(version: str) -> str:
     """A version number as MLflow stores it, or CatalogError 404 (never a huge int)."""
     text = str(version).strip()
-    if not VERSION_RE.match(text):
+    if not is_version(text):
         raise CatalogError(404, f"No model version {text[:40]!r}: versions are 1, 2, 3, …")
     return text
 

@@ -32,6 +32,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from server_ext.registry_names import is_version
+
 IMPERSONATE = "X-Dsplatform-User"
 CACHE_SECONDS = 60.0
 SERVICE_PREFIX = "service:"
@@ -264,6 +266,22 @@ def protect_aliases() -> Any:
     return None
 
 
+def check_versions() -> Any:
+    """A model-version call naming no possible version (``0``, ``1.5``, twenty digits) is a
+    404 here, before MLflow's store sees it (its SQL store answered 500, which clients retry
+    for minutes)."""
+    from flask import Response, request
+
+    if "/model-versions/" not in request.path:
+        return None
+    version = _body().get("version")
+    if version is None or is_version(version):
+        return None
+    message = f"No model version {str(version)[:40]!r}: versions are 1, 2, 3, …"
+    body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+    return Response(body, 404, mimetype="application/json")
+
+
 def _aliases(name: str) -> dict[str, str]:
     from mlflow.server.handlers import _get_model_registry_store
 
@@ -317,6 +335,7 @@ def create_app(app: Any = None) -> Any:
 
     flask = app or flask_app
     served = mlflow_auth_app(flask)  # registers MLflow's authentication first
+    flask.before_request(check_versions)
     flask.before_request(protect_aliases)
     flask.after_request(share_with_groups)
     return served
