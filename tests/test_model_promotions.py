@@ -235,6 +235,11 @@ def test_a_failing_gate_blocks_unless_overridden_with_a_reason(
     failing = sorted(g["name"] for g in third["gates"] if not g["passed"])
     assert failing == ["lineage", "metric"], third["gates"]
     approve = f"api/models/{MODEL}/promotions/{third['id']}/approve"
+    # the approver sees it on the catalog page, with the failing gates
+    page = catalog(ghub, "GET", "", rita)
+    assert page.status_code == 200, page.text[:300]
+    assert f'data-pending="{MODEL}"' in page.text and third["id"][:8] in page.text
+    assert "lineage ✗" in page.text and f'data-history="{MODEL}"' in page.text
     r = catalog(ghub, "POST", approve, rita, {"reason": "fine"})
     assert r.status_code == 409 and "lineage" in r.json()["message"], r.text
     r = catalog(ghub, "POST", approve, rita, {"override": True})

@@ -172,14 +172,19 @@ class PageHandler(CatalogHandler):
         except Exception as e:
             models, error = [], f"The model registry is unreachable: {e}"
         governance: dict[str, Any] = {}
-        if self.app.promotions is not None:
+        promotions = self.app.promotions
+        if promotions is not None:
             for m in models:
-                governance[m["name"]] = await self.in_thread(
-                    lambda n=m["name"]: {
-                        "pending": self.app.promotions.promotions(n, "pending"),
-                        "history": self.app.promotions.history(n)[-10:],
-                    }
-                )
+                try:
+                    governance[m["name"]] = await self.in_thread(
+                        lambda n=m["name"]: {
+                            "pending": promotions.promotions(n, "pending"),
+                            "history": promotions.history(n)[-10:],
+                        }
+                    )
+                except CatalogError as e:  # the page still lists what it can
+                    error = error or e.message
+                    break
         page = _jinja.get_template("catalog.html").render(
             governance=governance,
             user=user,
