@@ -1,10 +1,11 @@
 """The shared, content-addressed dataset cache (``DSDATA_CACHE_DIR``).
 
-Objects are DVC's: ``files/md5/ab/cdef…`` (read-only files) plus the ``.dir`` manifest
-of each dataset version. Downloads go from the registry's DVC remote straight into this
-cache with DVC's transfer machinery (checksums verified), under a per-version file lock so
-that concurrent pulls of one version by many users download it once. A version whose
-manifest and objects are all present is complete: pulling it again downloads nothing.
+Objects are DVC's: ``files/md5/ab/cdef…`` (read-only files) plus the ``.dir``
+manifest of each directory dataset version (a single-file version is its one object).
+Downloads go from the registry's DVC remote straight into this cache with DVC's transfer
+machinery (checksums verified), under a per-version file lock so that concurrent pulls of
+one version by many users download it once. A version whose manifest and objects are all
+present is complete: pulling it again downloads nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ class SharedCache:
         entries: list[dict[str, str]] = json.loads(raw)
         return entries
 
+    def entries(self, dataset: DatasetVersion) -> list[dict[str, str]]:
+        """The version's files; a single-file version is one entry named ``""``."""
+        if dataset.is_file:
+            return [{"md5": dataset.dir_md5, "relpath": ""}]
+        return self.manifest(dataset.dir_md5)
+
     def is_complete(self, dir_md5: str) -> bool:
+        if not dir_md5.endswith(".dir"):  # a single file: its object
+            return self.object_path(dir_md5).is_file()
         try:
             entries = self.manifest(dir_md5)
         except (OSError, CorruptData, ValueError):
@@ -72,14 +81,18 @@ class SharedCache:
             ) from None
         cache_odb = repo.cache.local
         dir_hash = HashInfo("md5", dataset.dir_md5)
-        try:
-            tree = Tree.load(remote, dir_hash)
-        except Exception as e:
-            raise RegistryUnavailable(
-                f"Cannot read {dataset.name}@{dataset.version} from the registry's remote "
-                f"{remote.path!r}: {e}"
-            ) from None
-        files = {hash_info for _, _, hash_info in tree}
+        files: set[Any]
+        if dataset.is_file:
+            files = {dir_hash}
+        else:
+            try:
+                tree = Tree.load(remote, dir_hash)
+            except Exception as e:
+                raise RegistryUnavailable(
+                    f"Cannot read {dataset.name}@{dataset.version} from the registry's remote "
+                    f"{remote.path!r}: {e}"
+                ) from None
+            files = {hash_info for _, _, hash_info in tree}
         missing: set[Any] = set()
         callback = _Progress(progress) if progress else None
         kwargs: dict[str, Any] = {"callback": callback} if callback else {}
@@ -87,7 +100,7 @@ class SharedCache:
             result = transfer(
                 remote,
                 cache_odb,
-                [dir_hash, *files],
+                list(files) if dataset.is_file else [dir_hash, *files],
                 verify=True,
                 cache_odb=cache_odb,
                 validate_status=lambda status: missing.update(status.missing),
@@ -104,7 +117,7 @@ class SharedCache:
         # corruption. Drop the manifest so the version never looks complete.
         bad = sorted(h.value for h in files if not self.object_path(h.value).exists())
         if bad or result.failed:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):  # a file's object is already gone
                 self.object_path(dataset.dir_md5).unlink()
             raise CorruptData(
                 f"{len(bad) or len(result.failed)} file(s) of {dataset.name}@{dataset.version} "

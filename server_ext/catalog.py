@@ -10,6 +10,7 @@ the :class:`~server_ext.registry.Registry` that serves an entry's versions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .errors import RegistryUnavailable, UnknownDataset
+from .errors import DsdataError, NotADataset, RegistryUnavailable, UnknownDataset
 from .hub_registry import HubRegistry
 from .records import DatasetEntry
 from .registry import DvcRegistry, Registry
@@ -36,27 +37,35 @@ class Catalog(Protocol):
 
 def registry_entries(registries: Sequence[Registry]) -> list[DatasetEntry]:
     """Datasets of ``registries`` (first registry wins a name), described at their latest
-    version."""
+    version. Artifacts of another type (models) are not datasets; a dataset that cannot be
+    described is listed with its error, not dropped."""
     seen: dict[str, DatasetEntry] = {}
     for registry in registries:
         for name, versions in sorted(registry.versions().items()):
             if name in seen or not versions:
                 continue
-            try:
-                latest = registry.describe(name, versions[-1])
-            except UnknownDataset:
-                continue  # a model or another artifact type, not a dataset
-            seen[name] = DatasetEntry(
+            listed = DatasetEntry(
                 name=name,
                 registry=registry.url,
-                description=latest.description,
-                labels=latest.labels,
                 versions=tuple(v.version for v in versions),
                 stages={s: v.version for v in versions for s in v.stages},
                 latest=versions[-1].version,
+            )
+            try:
+                latest = registry.describe(name, versions[-1])
+            except NotADataset:
+                continue  # a model or another artifact type
+            except DsdataError as e:
+                seen[name] = dataclasses.replace(listed, error=e.message)
+                continue
+            seen[name] = dataclasses.replace(
+                listed,
+                description=latest.description,
+                labels=latest.labels,
                 size=latest.size,
                 nfiles=latest.nfiles,
                 path=latest.path,
+                kind="file" if latest.is_file else "directory",
             )
     return list(seen.values())
 
@@ -112,7 +121,8 @@ class HubCatalog:
     def registry(self, entry: DatasetEntry) -> Registry:
         if self.dataset_url is None:  # the hub's own API: read the registry ourselves
             return DvcRegistry(entry.registry, self.cache_dir)
-        return HubRegistry(entry, self.dataset_url.format(name=entry.name))
+        name = urllib.parse.quote(entry.name, safe="")
+        return HubRegistry(entry, self.dataset_url.format(name=name))
 
     def entries(self) -> list[DatasetEntry]:
         request = urllib.request.Request(self.url)

@@ -16,7 +16,7 @@ from .errors import UnknownDataset
 from .lineage import Lineage, find_project_root, now_iso
 from .locks import file_lock
 from .records import DatasetEntry, DatasetInfo, VersionDetail
-from .refs import parse_ref, resolve_target
+from .refs import default_target, parse_ref, resolve_target
 from .registry import pick_version
 from .workspace import changes, check_replaceable, load_snapshot, materialise, save_snapshot
 
@@ -137,11 +137,12 @@ class DataService:
         force: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> PullResult:
-        """Fetch a dataset version into ``path`` (default ``data/NAME``), atomically.
+        """Fetch a dataset version into ``path``, atomically.
 
         Args:
             reference: ``"iris"``, ``"iris@v2"`` or ``"iris@v2.1.0"``.
-            path: target directory inside the project.
+            path: target inside the project (default ``data/NAME``, for a single-file
+                dataset ``data/<its file name>``).
             version: overrides the version in ``reference``.
             force: replace local changes in the target.
             on_progress: called with :class:`PullProgress` as the pull advances.
@@ -152,8 +153,7 @@ class DataService:
         """
         started = time.monotonic()
         ref = parse_ref(reference, version)
-        target = resolve_target(self.root, path, f"data/{ref.name}")
-        rel = target.relative_to(self.root).as_posix()
+        resolve_target(self.root, path, default_target(ref.name, "", False))  # 400 first
         progress = PullProgress(dataset=str(ref))
 
         def report() -> None:
@@ -169,9 +169,12 @@ class DataService:
             raise UnknownDataset(f"Dataset {ref.name!r} has no released version in {registry!r}")
         chosen = pick_version(ref, versions, registry)
         dataset = source.describe(ref.name, chosen)
+        default = default_target(ref.name, dataset.path, dataset.is_file)
+        target = resolve_target(self.root, path, default)
+        rel = target.relative_to(self.root).as_posix()
         progress.bytes_total, progress.files_total = dataset.size, dataset.nfiles
         with self._workspace_lock():
-            check_replaceable(target, load_snapshot(self.state_dir, rel), force)
+            check_replaceable(target, load_snapshot(self.state_dir, rel), force, dataset.is_file)
         downloaded = 0
         from_cache = self.cache.is_complete(dataset.dir_md5)
         if not from_cache:
@@ -192,8 +195,8 @@ class DataService:
         report()
         with self._workspace_lock():
             # checked again: the target may have changed while we downloaded
-            check_replaceable(target, load_snapshot(self.state_dir, rel), force)
-            snapshot, links = materialise(self.cache, dataset.dir_md5, target)
+            check_replaceable(target, load_snapshot(self.state_dir, rel), force, dataset.is_file)
+            snapshot, links = materialise(self.cache, dataset, target)
             save_snapshot(self.state_dir, rel, snapshot)
             self.lineage.record(
                 {

@@ -65,25 +65,42 @@ class Table:
         p.text(str(self))
 
 
+def stages_text(stages: Mapping[str, str]) -> str:
+    """``prod -> v1.0.0, staging -> v1.1.0`` (GTO stages and their versions)."""
+    return ", ".join(f"{stage} -> {version}" for stage, version in sorted(stages.items()))
+
+
 def datasets_table(entries: Sequence[DatasetEntry]) -> Table:
     rows = [
-        (e.name, e.latest or "", ", ".join(e.versions), human_bytes(e.size), e.description)
+        (e.name, e.latest or "", stages_text(e.stages), ", ".join(e.versions),
+         human_bytes(e.size) if not e.error else "?",
+         f"unavailable: {e.error}" if e.error else e.description)
         for e in entries
-    ]
+    ]  # fmt: skip
     return Table(
-        ["dataset", "latest", "versions", "size (latest)", "description"], rows, "Datasets"
+        ["dataset", "latest", "stages", "versions", "size (latest)", "description"],
+        rows,
+        "Datasets",
     )
 
 
 def info_table(info: DatasetInfo) -> Table:
+    entry = info.entry
+    in_stages: dict[str, list[str]] = {}
+    for stage, version in entry.stages.items():
+        in_stages.setdefault(version, []).append(stage)
     rows = [
-        (d.version, human_bytes(d.size), d.nfiles, d.rev[:10], d.content_hash,
-         "yes" if d.cached else "no")
+        (d.version, ", ".join(sorted(in_stages.get(d.version, []))), human_bytes(d.size),
+         d.nfiles, d.rev[:10], d.content_hash, "yes" if d.cached else "no")
         for d in info.versions
     ]  # fmt: skip
-    entry = info.entry
-    title = f"{entry.name}: {entry.description} (source: {entry.registry}, path {entry.path})"
-    return Table(["version", "size", "files", "git rev", "content hash", "cached"], rows, title)
+    kind = "one file" if entry.kind == "file" else "a directory"
+    title = (
+        f"{entry.name}: {entry.description} (source: {entry.registry}, path {entry.path}, {kind})"
+    )
+    return Table(
+        ["version", "stages", "size", "files", "git rev", "content hash", "cached"], rows, title
+    )
 
 
 def status_table(rows: list[dict[str, Any]]) -> Table:

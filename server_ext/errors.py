@@ -23,6 +23,10 @@ class UnknownDataset(DsdataError):
     status = 404
 
 
+class NotADataset(UnknownDataset):
+    """A registry artifact of another type (a model, ...): not listed as a dataset."""
+
+
 class UnknownVersion(DsdataError):
     status = 404
 

@@ -19,7 +19,7 @@ from .errors import DsdataError, InvalidReference
 from .experiments import ExperimentService
 from .jobs import PullJobs
 from .models import ModelService
-from .refs import parse_ref, resolve_target
+from .refs import default_target, parse_ref, resolve_target
 
 
 class DsdataHandler(ExtensionHandlerMixin, APIHandler):
@@ -90,7 +90,7 @@ class PullsHandler(DsdataHandler):
         if path is not None and not isinstance(path, str):
             raise InvalidReference("'path' must be a string")
         ref = parse_ref(dataset, version)  # 400 now, not in the job
-        resolve_target(self.service.root, path, f"data/{ref.name}")
+        resolve_target(self.service.root, path, default_target(ref.name, "", False))
         job = self.jobs.start(dataset, version, path, force)
         self.set_header("Location", self.request.path.rstrip("/") + f"/{job.id}")
         self.write_json({"id": job.id}, status=202)

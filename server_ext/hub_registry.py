@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog_client import CatalogError, open_url
 from .errors import DsdataError, RegistryUnavailable, UnknownDataset, UnknownVersion
 from .records import DatasetEntry, DatasetVersion, Version
-from .refs import parse_tag_version
+from .refs import parse_tag_version, release_tag
 
 if TYPE_CHECKING:
     from .cache import SharedCache
@@ -48,20 +48,20 @@ class HubRegistry:
             key = parse_tag_version(version)
             if key is not None:
                 found.append(
-                    Version(f"{entry.name}@{version}", version, key,
+                    Version(release_tag(entry.name, version), version, key,
                             tuple(sorted(stages.get(version, ()))))
                 )  # fmt: skip
         return {entry.name: found}
 
     def describe(self, name: str, version: Version) -> DatasetVersion:
-        data = self._call("GET", f"versions/{urllib.parse.quote(version.version)}")
+        data = self._call("GET", f"versions/{urllib.parse.quote(version.version, safe='')}")
         return DatasetVersion.from_dict(data)
 
     def fetch(
         self, dataset: DatasetVersion, cache: SharedCache, progress: ProgressFn | None = None
     ) -> int:
         """Have the platform fetch ``dataset`` into the shared cache; objects fetched."""
-        path = f"versions/{urllib.parse.quote(dataset.version)}/fetch"
+        path = f"versions/{urllib.parse.quote(dataset.version, safe='')}/fetch"
         with self._open("POST", path, FETCH_IDLE_TIMEOUT) as response:
             for raw in response:
                 line = json.loads(raw)

@@ -33,11 +33,21 @@ class DatasetVersion:
     tag: str
     rev: str  # commit sha the tag points to
     path: str  # path of the dataset in the registry
-    dir_md5: str  # DVC's directory hash ("<md5>.dir"): the content hash
+    dir_md5: str  # the content hash: DVC's "<md5>.dir" of a directory, "<md5>" of a file
     size: int | None
     nfiles: int | None
     description: str = ""
     labels: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_file(self) -> bool:
+        """A single-file dataset (DVC tracks a file, not a directory)."""
+        return not self.dir_md5.endswith(".dir")
+
+    @property
+    def file_name(self) -> str:
+        """The name of a single-file dataset's file (its name in the registry)."""
+        return self.path.replace("\\", "/").rpartition("/")[2]
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,6 +75,8 @@ class DatasetEntry:
     size: int | None = None  # of the latest version
     nfiles: int | None = None
     path: str = ""  # in the registry
+    kind: str = "directory"  # or "file": a single-file dataset
+    error: str = ""  # why the catalog could not describe the latest version, if it could not
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the REST APIs (hub, catalog service, ``/dsdata/api/``)."""
@@ -79,6 +91,8 @@ class DatasetEntry:
             "size": self.size,
             "nfiles": self.nfiles,
             "path": self.path,
+            "kind": self.kind,
+            "error": self.error,
         }
 
     @classmethod
@@ -95,6 +109,8 @@ class DatasetEntry:
             size=data.get("size"),
             nfiles=data.get("nfiles"),
             path=str(data.get("path") or ""),
+            kind="file" if data.get("kind") == "file" else "directory",
+            error=str(data.get("error") or ""),
         )
 
 

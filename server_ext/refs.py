@@ -1,8 +1,10 @@
 """Dataset references (``NAME[@VERSION]``) and target paths, validated (pure).
 
-Names follow DVC/GTO artifact naming; versions are ``latest``, ``vX``, ``vX.Y`` or
-``vX.Y.Z`` (a prefix picks the newest matching release). Target paths must stay inside
-the workspace: no absolute paths elsewhere, no ``..`` escapes, no option-like names.
+Names are GTO's artifact names, ``[DIR:]NAME`` (``DIR:`` for a ``dvc.yaml`` in a
+sub-directory of the registry; its tags spell it ``DIR=NAME@v1.0.0``); versions are
+``latest``, ``vX``, ``vX.Y`` (the newest matching release), a full semantic version
+``vX.Y.Z[-PRE]``, or a stage. Target paths must stay inside the workspace: no absolute
+paths elsewhere, no ``..`` escapes, no option-like names.
 """
 
 from __future__ import annotations
@@ -11,13 +13,39 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidReference
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,98}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^v(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?$")
+MAX_NAME = 200
+VERSION_RE = re.compile(r"^v(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?$")  # a prefix
 STAGE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")  # a GTO stage, e.g. "prod"
-TAG_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+
+def is_name(text: str) -> bool:
+    """A GTO artifact name (``iris``, ``features/sub:iris``)?"""
+    from gto.constants import fullname_re
+
+    return len(text) <= MAX_NAME and fullname_re.match(text) is not None
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text)} chars)"
+
+
+def release_tag(name: str, version: str) -> str:
+    """The git tag GTO writes to register ``version`` of ``name`` (``DIR=NAME@vX.Y.Z``)."""
+    from gto.constants import name_to_tag
+
+    return f"{name_to_tag(name)}@{version}"
+
+
+def default_target(name: str, registry_path: str, is_file: bool) -> str:
+    """``data/NAME`` for a directory, ``data/<file name>`` for a single file."""
+    if is_file and registry_path:
+        return f"data/{Path(registry_path).name}"
+    return f"data/{name.rpartition(':')[2]}"
 
 
 @dataclass(frozen=True)
@@ -31,13 +59,18 @@ class DatasetRef:
     @property
     def stage(self) -> str | None:
         """``iris@prod``: the version currently promoted to stage ``prod``."""
-        if self.version is None or VERSION_RE.match(self.version):
+        if self.version is None or VERSION_RE.match(self.version) or self.exact:
             return None
         return self.version
 
     @property
+    def exact(self) -> bool:
+        """A full version (``v1.2.0``, ``v1.2.0-rc.1``): only that release matches."""
+        return self.version is not None and parse_tag_version(self.version) is not None
+
+    @property
     def version_prefix(self) -> tuple[int, ...]:
-        if self.version is None or self.stage:
+        if self.version is None or self.stage or self.exact:
             return ()
         match = VERSION_RE.match(self.version)
         assert match is not None
@@ -54,27 +87,40 @@ def parse_ref(text: str, version: str | None = None) -> DatasetRef:
         raise InvalidReference("A dataset name is required, e.g. 'iris' or 'iris@v2'")
     name, _, suffix = text.partition("@")
     version = version or suffix or None
-    if not NAME_RE.match(name):
+    if not is_name(name):
         raise InvalidReference(
-            f"Invalid dataset name {name!r}: lowercase letters, digits, '-' and '_', "
-            "starting and ending with a letter or digit"
+            f"Invalid dataset name {shown(name)}: use a GTO artifact name like 'iris' or "
+            "'sub/dir:iris' (letters, digits, '-', '_' and '/')"
         )
     if version in ("latest", ""):
         version = None
-    if version is not None and not (VERSION_RE.match(version) or STAGE_RE.match(version)):
+    if version is not None and not (
+        VERSION_RE.match(version) or STAGE_RE.match(version) or parse_tag_version(version)
+    ):
         raise InvalidReference(
-            f"Invalid version {version!r}: use 'latest', 'v2', 'v2.1', 'v2.1.0' or a stage "
-            "like 'prod'"
+            f"Invalid version {shown(version)}: use 'latest', 'v2', 'v2.1', 'v2.1.0', "
+            "'v2.1.0-rc.1' or a stage like 'prod'"
         )
     return DatasetRef(name, version)
 
 
 def parse_tag_version(text: str) -> tuple[int, int, int] | None:
-    match = TAG_VERSION_RE.match(text)
-    if not match:
+    """``"v1.2.3"`` or ``"v1.2.3-rc.1"`` (GTO's semantic versions) -> ``(1, 2, 3)``."""
+    key = semver_key(text)
+    return None if key is None else (key.major, key.minor, key.patch)
+
+
+def semver_key(text: str) -> Any:
+    """A sortable semantic version of ``vX.Y.Z[-PRE][+BUILD]`` (pre-releases sort before
+    their release), or None."""
+    from gto.versions import SemVer
+
+    if not isinstance(text, str) or not text.startswith("v") or len(text) > 100:
         return None
-    major, minor, patch = (int(g) for g in match.groups())
-    return (major, minor, patch)
+    try:
+        return SemVer.parse(text)
+    except Exception:  # GTO raises its own error types for invalid versions
+        return None
 
 
 def resolve_target(root: Path, path: str | None, default: str) -> Path:

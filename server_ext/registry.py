@@ -3,9 +3,11 @@
 :class:`Registry` is the seam a data source implements: list its released versions,
 describe one version (content hash, size, files), fetch its objects into the shared cache,
 verified. :class:`DvcRegistry` is the DVC one: a git repository whose ``dvc.yaml`` declares
-``artifacts:`` of ``type: dataset``; a version is an annotated tag ``NAME@vX.Y.Z`` (what
-``gto register`` writes and ``dvc artifacts get`` resolves). Everything goes through DVC's
-and scmrepo's Python APIs; the ``dvc`` CLI is never run. A new kind of source is one new
+``artifacts:`` of ``type: dataset`` (also in ``dvc.yaml`` files of sub-directories: GTO's
+``DIR:NAME``); its versions and stages are what GTO's API reads from the git tags (``gto
+register``/``assign``/``deprecate``), and a version's bytes are what ``dvc artifacts get``
+gives: DVC's API at the version's tag. A dataset is a DVC-tracked directory or a single
+file. The ``dvc`` and ``gto`` CLIs are never run. A new kind of source is one new
 module with a class of this protocol.
 """
 
@@ -16,9 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import RegistryUnavailable, UnknownDataset, UnknownVersion
+from .errors import NotADataset, RegistryUnavailable, UnknownDataset, UnknownVersion
 from .records import DatasetVersion, Version
-from .refs import STAGE_RE, DatasetRef, parse_tag_version
+from .refs import DatasetRef, parse_tag_version
 
 if TYPE_CHECKING:
     from .cache import SharedCache
@@ -77,76 +79,62 @@ class DvcRegistry:
                 return cache.fetch(repo, dataset, progress)
 
 
+_listed: dict[str, tuple[frozenset[tuple[str, Any]], dict[str, list[Version]]]] = {}
+
+
 def list_tags(url: str) -> dict[str, list[Version]]:
-    """All released versions per dataset name, oldest first (no clone: ls-remote)."""
+    """Registered versions per dataset name, oldest first, with their stages: the registry
+    as ``gto show`` reads it (GTO's own Python API on the registry's git tags).
+
+    GTO reads every tag; its answer is kept while the registry's refs (one cheap
+    ``ls-remote``) stay the same.
+    """
+    from gto.registry import GitRegistry
     from scmrepo.git.backend.dulwich import ls_remote
 
     try:
-        refs: Mapping[str, Any] = ls_remote(url)
+        refs = frozenset(ls_remote(url).items())
     except Exception as e:  # dulwich raises many types for unreachable repos
         raise RegistryUnavailable(f"Cannot read data registry {url!r}: {e}") from None
-    if any("#" in ref for ref in refs) and not any(ref.endswith("^{}") for ref in refs):
-        refs = peeled_refs(url)  # promotions are matched to releases by commit
-    return versions_from_refs(refs)
+    known = _listed.get(url)
+    if known is not None and known[0] == refs:
+        return {name: list(versions) for name, versions in known[1].items()}
+    try:
+        with GitRegistry.from_url(url) as registry:
+            found = versions_from_artifacts(registry.get_artifacts())
+    except Exception as e:  # git, dulwich and GTO raise many types for unreadable repos
+        raise RegistryUnavailable(f"Cannot read data registry {url!r}: {e}") from None
+    _listed[url] = (refs, found)
+    return {name: list(versions) for name, versions in found.items()}
 
 
-def peeled_refs(url: str) -> dict[str, str]:
-    """``git ls-remote --tags``: also lists the commit of each annotated tag (``^{}``)."""
-    import subprocess
+def versions_from_artifacts(artifacts: Mapping[str, Any]) -> dict[str, list[Version]]:
+    """GTO's artifacts -> our versions, with GTO's semantics (``gto show``'s defaults):
+    deprecated artifacts and deregistered versions are gone, only annotated tags count,
+    versions are semantic versions (pre-releases included) in semver order, and a stage
+    names the version of its newest assignment that was not unassigned."""
+    from gto.constants import VersionSort
 
-    proc = subprocess.run(
-        ["git", "ls-remote", "--tags", url], capture_output=True, text=True, timeout=120
-    )
-    if proc.returncode != 0:
-        raise RegistryUnavailable(f"Cannot read data registry {url!r}: {proc.stderr.strip()}")
-    refs: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        sha, _, ref = line.partition("\t")
-        if ref:
-            refs[ref] = sha
-    return refs
-
-
-def versions_from_refs(refs: Mapping[str, Any]) -> dict[str, list[Version]]:
-    """Versions per dataset from git refs (pure): ``NAME@vX.Y.Z`` release tags, and the
-    stages of GTO promotion tags ``NAME#STAGE#N`` (the highest N of a stage wins; it names
-    the version whose release tag points at the same commit)."""
-
-    def commit(tag: str) -> str:
-        peeled = refs.get(f"refs/tags/{tag}^{{}}", refs.get(f"refs/tags/{tag}"))
-        return peeled.decode() if isinstance(peeled, bytes) else str(peeled)
-
-    releases: dict[str, list[tuple[str, str, tuple[int, int, int]]]] = {}
-    promotions: dict[tuple[str, str], tuple[int, str]] = {}
-    for ref in refs:
-        if not ref.startswith("refs/tags/") or ref.endswith("^{}"):
-            continue
-        tag = ref[len("refs/tags/") :]
-        name, sep, version = tag.partition("@")
-        key = parse_tag_version(version) if sep else None
-        if key is not None:
-            releases.setdefault(name, []).append((tag, version, key))
-            continue
-        parts = tag.split("#")
-        if len(parts) == 3 and parts[2].isdigit() and STAGE_RE.match(parts[1]):
-            number = int(parts[2])
-            current = promotions.get((parts[0], parts[1]))
-            if current is None or number > current[0]:
-                promotions[(parts[0], parts[1])] = (number, commit(tag))
     found: dict[str, list[Version]] = {}
-    for name, tags in releases.items():
-        tags.sort(key=lambda t: t[2])
-        staged: dict[str, list[str]] = {}
-        for (stage_name, stage), (_, stage_commit) in promotions.items():
-            if stage_name != name:
-                continue
-            newest = [t for t in tags if commit(t[0]) == stage_commit][-1:]
-            for tag, _, _ in newest:
-                staged.setdefault(tag, []).append(stage)
-        found[name] = [
-            Version(tag, version, key, tuple(sorted(staged.get(tag, ()))))
-            for tag, version, key in tags
-        ]
+    for name, artifact in artifacts.items():
+        if not artifact.is_active:  # NAME@deprecated
+            continue
+        stages: dict[str, list[str]] = {}
+        vstages = artifact.get_vstages(registered_only=False, sort=VersionSort.Timestamp)
+        for stage, assigned in vstages.items():
+            for vstage in assigned:
+                stages.setdefault(vstage.version, []).append(stage)
+        versions = []
+        for version in artifact.get_versions(include_non_explicit=False, ascending=True):
+            key = parse_tag_version(version.version)
+            if key is None or not version.registrations:
+                continue  # a commit GTO discovered without a registration tag
+            tag = version.registrations[-1].tag
+            versions.append(
+                Version(tag, version.version, key, tuple(sorted(stages.get(version.version, ()))))
+            )
+        if versions:
+            found[name] = versions
     return found
 
 
@@ -163,7 +151,10 @@ def pick_version(ref: DatasetRef, versions: list[Version], registry: str) -> Ver
             )
         return in_stage[-1]
     prefix = ref.version_prefix
-    matching = [v for v in versions if v.key[: len(prefix)] == prefix]
+    if ref.exact:
+        matching = [v for v in versions if v.version == ref.version]
+    else:
+        matching = [v for v in versions if v.key[: len(prefix)] == prefix]
     if not matching:
         known = ", ".join(v.version for v in versions)
         raise UnknownVersion(f"{ref.name} has no version {ref.version}; versions: {known}")
@@ -194,27 +185,46 @@ def open_at(url: str, rev: str, cache_dir: Path, site_dir: Path | None = None) -
 
 
 def describe(repo: Any, url: str, name: str, version: Version) -> DatasetVersion:
-    """Read the dataset's declaration and content hash at ``version``'s tag."""
-    artifact = None
-    for declared in repo.artifacts.read().values():
-        artifact = declared.get(name) or artifact
-    if artifact is None or (artifact.type not in (None, "dataset")):
-        raise UnknownDataset(f"{name!r} is not declared as a dataset in {url!r} at {version.tag}")
-    path = repo.artifacts.get_path(name)
-    _, entry = repo.get_data_index_entry(path)
-    if entry is None or entry.hash_info is None or not entry.hash_info.isdir:
-        raise UnknownDataset(f"{name!r} at {version.tag} is not a DVC-tracked directory")
+    """Read the dataset's declaration and content hash at ``version``'s tag.
+
+    Raises:
+        NotADataset: declared with another ``type`` (a model, ...).
+        UnknownDataset: not declared in a ``dvc.yaml``, or not tracked by DVC.
+    """
+    from dvc.repo.artifacts import Artifacts
+
+    dirname, short = Artifacts.parse_path(name)
+    dvcyaml = f"{dirname}/dvc.yaml" if dirname else "dvc.yaml"
+    try:
+        declared = {k.replace("\\", "/"): v for k, v in repo.artifacts.read().items()}
+    except Exception as e:  # an unreadable dvc.yaml
+        raise UnknownDataset(
+            f"Cannot read the artifacts of {url!r} at {version.tag}: {e}"
+        ) from None
+    artifact = declared.get(dvcyaml, {}).get(short)
+    if artifact is None:
+        raise UnknownDataset(f"{name!r} is declared in no {dvcyaml} of {url!r} at {version.tag}")
+    if artifact.type not in (None, "dataset"):
+        raise NotADataset(f"{name!r} is a {artifact.type}, not a dataset, in {url!r}")
+    try:
+        path = repo.artifacts.get_path(name)
+        _, entry = repo.get_data_index_entry(path)
+    except Exception as e:  # DVC's errors for paths no .dvc file or stage produces
+        raise UnknownDataset(f"{name!r} at {version.tag}: {e}") from None
+    if entry is None or entry.hash_info is None or not entry.hash_info.value:
+        raise UnknownDataset(f"{name!r} at {version.tag}: {path} is not tracked by DVC")
     meta = entry.meta
+    is_dir = bool(entry.hash_info.isdir)
     return DatasetVersion(
         name=name,
         version=version.version,
         registry=url,
         tag=version.tag,
         rev=repo.scm.resolve_rev(version.tag),
-        path=path,
+        path=path.replace("\\", "/"),
         dir_md5=entry.hash_info.value,
         size=getattr(meta, "size", None),
-        nfiles=getattr(meta, "nfiles", None),
+        nfiles=getattr(meta, "nfiles", None) if is_dir else 1,
         description=artifact.desc or "",
         labels=tuple(artifact.labels or ()),
     )

@@ -11,6 +11,7 @@ from typing import Any
 from .core import DataService, PullProgress
 from .display import datasets_table, human_bytes
 from .errors import DsdataError
+from .refs import default_target
 
 
 class DatasetBrowser:
@@ -45,10 +46,16 @@ class DatasetBrowser:
     def _on_dataset(self, change: dict[str, Any]) -> None:
         entry = self.entries.get(change["new"])
         versions = list(reversed(entry.versions)) if entry else []
-        self.version.options = versions
+        in_stages: dict[str, list[str]] = {}
+        for stage, version in (entry.stages if entry else {}).items():
+            in_stages.setdefault(version, []).append(stage)
+        self.version.options = [
+            (f"{v} ({', '.join(sorted(in_stages[v]))})" if v in in_stages else v, v)
+            for v in versions
+        ]
         self.version.value = versions[0] if versions else None
         if entry:
-            self.path.placeholder = f"data/{entry.name}"
+            self.path.placeholder = default_target(entry.name, entry.path, entry.kind == "file")
 
     def _progress(self, progress: PullProgress) -> None:
         total = progress.bytes_total or 0

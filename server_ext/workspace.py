@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .cache import SharedCache
 from .errors import WorkspaceConflict
+from .records import DatasetVersion
 
 DEFAULT_LINKS = ("reflink", "hardlink", "symlink", "copy")
 _FALLBACK_ERRNOS = {
@@ -82,6 +83,9 @@ def md5_file(path: Path, bufsize: int = 1 << 20) -> str:
 
 
 def list_files(root: Path) -> list[str]:
+    """Files under ``root``, relative; a file ``root`` itself is ``""``."""
+    if root.is_file() or (root.is_symlink() and not root.is_dir()):
+        return [""]
     return sorted(
         p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()
     )
@@ -100,7 +104,7 @@ def changes(target: Path, snapshot: Snapshot) -> list[str]:
             continue  # same size and mtime as right after the pull
         if md5_file(path) != snapshot.files[rel]:
             changed.append(rel)
-    return sorted(changed)
+    return sorted(target.name if rel == "" else rel for rel in changed)  # "": a file target
 
 
 def _link(src: Path, dst: Path, kinds: Sequence[str]) -> str:
@@ -150,23 +154,28 @@ def exchange(a: Path, b: Path) -> bool:
 
 def materialise(
     cache: SharedCache,
-    dir_md5: str,
+    dataset: DatasetVersion,
     target: Path,
     *,
     kinds: Iterable[str] | None = None,
 ) -> tuple[Snapshot, dict[str, int]]:
-    """Build ``target`` from the cache in a temp sibling, then swap it into place.
+    """Build ``target`` from the cache in a temp sibling, then swap it into place (a
+    directory, or the one file of a single-file dataset).
 
     The caller holds the workspace lock: temp siblings of ``target`` found now were left
     by a pull that was killed, and are removed.
     """
-    entries = cache.manifest(dir_md5)
+    entries = cache.entries(dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(glob.escape(f".{target.name}.dsdata-") + "*"):
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
+        if not stale.is_symlink():
+            remove(stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.dsdata-", dir=target.parent))
     os.chmod(tmp, 0o755)
+    if dataset.is_file:  # the file is built inside the temp directory, then swapped
+        tmp_root, tmp = tmp, tmp / "file"
+    else:
+        tmp_root = tmp
     sample = cache.object_path(entries[0]["md5"]) if entries else None
     order = list(kinds or link_types(sample))
     used: dict[str, int] = {}
@@ -174,7 +183,7 @@ def materialise(
     try:
         for entry in entries:
             rel = entry["relpath"]
-            dst = tmp.joinpath(*rel.split("/"))
+            dst = tmp.joinpath(*rel.split("/")) if rel else tmp
             dst.parent.mkdir(parents=True, exist_ok=True)
             kind = _link(cache.object_path(entry["md5"]), dst, order)
             order = order[order.index(kind) :]  # do not retry kinds that failed
@@ -182,22 +191,31 @@ def materialise(
             files[rel] = entry["md5"]
         stats = {}
         for rel in files:
-            st = tmp.joinpath(*rel.split("/")).stat()
+            st = (tmp.joinpath(*rel.split("/")) if rel else tmp).stat()
             stats[rel] = (st.st_size, st.st_mtime_ns)
         swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        remove(tmp_root)  # what is left: nothing, the old content, or a failed build
     return Snapshot(files, stats), used
 
 
+def remove(path: Path) -> None:
+    """Remove a file, link or directory tree; gone already is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def swap_into_place(new: Path, target: Path) -> None:
-    """Put directory ``new`` at ``target``; the old target is removed only on success."""
+    """Put ``new`` (a directory or a file) at ``target``; the old target is removed only on
+    success. Afterwards ``new`` is gone or holds the old target."""
     if not target.exists() and not target.is_symlink():
         os.rename(new, target)
         return
     if exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old content
+        remove(new)  # ``new`` now holds the old content
         return
     trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rename(target, trash / "old")
@@ -209,16 +227,17 @@ def swap_into_place(new: Path, target: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def check_replaceable(target: Path, previous: Snapshot | None, force: bool) -> None:
+def check_replaceable(
+    target: Path, previous: Snapshot | None, force: bool, is_file: bool = False
+) -> None:
     """Refuse to overwrite local changes (or files no pull put there) without ``force``."""
     if force or not (target.exists() or target.is_symlink()):
         return
-    if not target.is_dir():
-        raise WorkspaceConflict(
-            f"{target} exists and is not a directory; use --force to replace it"
-        )
+    if target.is_dir() == is_file:
+        what = "a directory" if target.is_dir() else "not a directory"
+        raise WorkspaceConflict(f"{target} exists and is {what}; use --force to replace it")
     if previous is None:
-        if any(target.iterdir()):
+        if is_file or any(target.iterdir()):
             raise WorkspaceConflict(
                 f"{target} already holds files that no %dsdata pull put there; "
                 "use --force to replace them or -o to pull elsewhere"

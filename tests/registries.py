@@ -195,3 +195,113 @@ def big_registry_fixture(
 ) -> Registry:
     """big v1.0.0 (one small file) and v2.0.0 (50 files of 1 MiB)."""
     return _memoised(tmp_path_factory, "big-registry", BIG_RELEASES)
+
+
+# --- a registry made the way DVC and GTO users make it: the real `dvc` and `gto` CLIs ------
+GTO_FILES = {
+    "table": {"v1.0.0": b"a,b\n1,2\n", "v1.1.0-rc.1": b"a,b\n1,2\n3,4\n"},
+    "sub:feats": {"v1.0.0": b"f\n0.5\n", "v2.0.0": b"f\n0.7\n"},
+    "images": {"v1.0.0": {"cats/1.txt": b"cat\n", "dogs/2.txt": b"dog\n"}},
+}
+
+
+class GtoRegistry(NamedTuple):
+    path: Path
+    remote: Path
+
+    @property
+    def url(self) -> str:
+        return os.fspath(self.path)
+
+
+def _cli(cwd: Path, tool: str, *args: str) -> str:
+    """Run ``dvc``/``gto``/``git`` of this environment in ``cwd`` (fails loudly)."""
+    import subprocess
+    import sys
+    import time
+
+    from hub_ext.datasets.publish import GIT_IDENTITY
+
+    exe = tool if tool == "git" else os.path.join(os.path.dirname(sys.executable), tool)
+    env = {**os.environ, **GIT_IDENTITY}
+    if tool == "gto":  # GTO orders events by tag time, in whole seconds
+        time.sleep(max(0.0, 1.05 - (time.time() % 1)))
+    proc = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{tool} {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def build_gto_registry(base: Path) -> GtoRegistry:
+    """Every case GTO knows, made with ``dvc add``/``dvc push``/``gto register|assign|
+    deprecate``:
+
+    * ``table``: a single file ``data/table.csv``; v1.0.0, then pre-release v1.1.0-rc.1;
+      ``prod`` -> v1.0.0; ``staging`` assigned to v1.1.0-rc.1 and unassigned; a
+      lightweight tag ``table@v9.0.0`` (GTO and DVC ignore it);
+    * ``sub:feats``: a file declared in ``sub/dvc.yaml``; v1.0.0, v2.0.0 deregistered;
+    * ``images``: a directory; v1.0.0, ``dev`` -> v1.0.0;
+    * ``retired``: registered, then the artifact deprecated;
+    * ``model1``: ``type: model``, not a dataset;
+    * ``broken``: declared as a dataset, its path not tracked by DVC.
+    """
+    path, remote = base / "gto-registry", base / "gto-remote"
+    path.mkdir(parents=True)
+    remote.mkdir()
+    _cli(path, "git", "init", "-q", "-b", "main")
+    _cli(path, "dvc", "init", "-q")
+    _cli(path, "dvc", "remote", "add", "-d", "storage", os.fspath(remote))
+    (path / "data").mkdir()
+    (path / "sub").mkdir()
+    (path / "data" / "table.csv").write_bytes(GTO_FILES["table"]["v1.0.0"])
+    (path / "sub" / "feats.csv").write_bytes(GTO_FILES["sub:feats"]["v1.0.0"])
+    for rel, data in GTO_FILES["images"]["v1.0.0"].items():  # type: ignore[union-attr]
+        (path / "data" / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / "data" / "images" / rel).write_bytes(data)
+    (path / "data" / "retired.csv").write_bytes(b"old\n")
+    (path / "data" / "broken.csv").write_bytes(b"never added\n")
+    for target in ("data/table.csv", "data/images", "data/retired.csv"):
+        _cli(path, "dvc", "add", "-q", target)
+    _cli(path / "sub", "dvc", "add", "-q", "feats.csv")
+    (path / "dvc.yaml").write_text(
+        "artifacts:\n"
+        "  table:\n    path: data/table.csv\n    type: dataset\n    desc: One table\n"
+        "  images:\n    path: data/images\n    type: dataset\n    labels: [images]\n"
+        "  retired:\n    path: data/retired.csv\n    type: dataset\n"
+        "  model1:\n    path: data/table.csv\n    type: model\n"
+        "  broken:\n    path: data/broken.csv\n    type: dataset\n"
+    )
+    (path / "sub" / "dvc.yaml").write_text(
+        "artifacts:\n  feats:\n    path: feats.csv\n    type: dataset\n    desc: Features\n"
+    )
+    _cli(path, "dvc", "push", "-q")
+    _cli(path, "git", "add", "-A")
+    _cli(path, "git", "commit", "-qm", "first versions")
+    for name in ("table", "sub:feats", "images", "retired", "model1", "broken"):
+        _cli(path, "gto", "register", name, "--version", "v1.0.0")
+    _cli(path, "gto", "assign", "table", "--version", "v1.0.0", "--stage", "prod")
+    _cli(path, "gto", "assign", "images", "--version", "v1.0.0", "--stage", "dev")
+    _cli(path, "gto", "deprecate", "retired")
+    (path / "data" / "table.csv").write_bytes(GTO_FILES["table"]["v1.1.0-rc.1"])
+    (path / "sub" / "feats.csv").write_bytes(GTO_FILES["sub:feats"]["v2.0.0"])
+    _cli(path, "dvc", "add", "-q", "data/table.csv")
+    _cli(path / "sub", "dvc", "add", "-q", "feats.csv")
+    _cli(path, "dvc", "push", "-q")
+    _cli(path, "git", "add", "-A")
+    _cli(path, "git", "commit", "-qm", "second versions")
+    _cli(path, "gto", "register", "table", "--version", "v1.1.0-rc.1")
+    _cli(path, "gto", "register", "sub:feats", "--version", "v2.0.0")
+    _cli(path, "gto", "assign", "table", "--version", "v1.1.0-rc.1", "--stage", "staging")
+    _cli(path, "gto", "deprecate", "table", "v1.1.0-rc.1", "staging")  # unassign
+    _cli(path, "gto", "deprecate", "sub:feats", "v2.0.0")  # deregister
+    _cli(path, "git", "tag", "table@v9.0.0")  # lightweight: not a release
+    return GtoRegistry(path, remote)
+
+
+@pytest.fixture(scope="session", name="gto_registry")
+def gto_registry_fixture(
+    tmp_path_factory: pytest.TempPathFactory, dvc_site_cache: Path
+) -> GtoRegistry:
+    memo = (os.fspath(tmp_path_factory.getbasetemp()), "gto-registry")
+    if memo not in _built:
+        _built[memo] = build_gto_registry(tmp_path_factory.mktemp("gto"))  # type: ignore[assignment]
+    return _built[memo]  # type: ignore[return-value]

@@ -68,7 +68,7 @@ def test_dsdata_magics_without_load_ext(kernel: Kernel, workspace: Path) -> None
     [table] = listed.displays()
     text, html = table["text/plain"], table["text/html"]
     assert text.startswith("Datasets\ndataset  latest")
-    assert "iris     v2.0.0  v1.0.0, v1.1.0, v2.0.0" in text
+    assert "iris     v2.0.0          v1.0.0, v1.1.0, v2.0.0" in text  # no stages
     assert "Iris flowers, renamed columns" in text and "multi" in text
     assert html.startswith("<table class='dsdata'>")
     assert "<td style='text-align:left'>iris</td>" in html
@@ -105,8 +105,8 @@ def test_bad_input_is_a_message_not_a_traceback(kernel: Kernel, workspace: Path)
     out = kernel.run("%dsdata pull ../x")
     assert out.reply["content"]["status"] == "ok"
     assert out.stream() == (
-        "dsdata pull: Invalid dataset name '../x': lowercase letters, digits, '-' and '_', "
-        "starting and ending with a letter or digit\n"
+        "dsdata pull: Invalid dataset name '../x': use a GTO artifact name like 'iris' or "
+        "'sub/dir:iris' (letters, digits, '-', '_' and '/')\n"
     )
     out = kernel.run("%dsdata pull iris -o ../outside")
     assert "outside the workspace" in out.stream()

@@ -97,8 +97,8 @@ def test_a_failing_dataset_exits_1_and_says_why(preload: Preload, workspace: Pat
     assert done.stdout == "preload: multi@v1.0.0 -> data/multi\n"  # the others still come
     assert done.stderr.splitlines() == [
         "preload: iris@v9: iris has no version v9; versions: v1.0.0, v1.1.0, v2.0.0",
-        "preload: ../etc: Invalid dataset name '../etc': lowercase letters, digits, '-' and "
-        "'_', starting and ending with a letter or digit",
+        "preload: ../etc: Invalid dataset name '../etc': use a GTO artifact name like 'iris' "
+        "or 'sub/dir:iris' (letters, digits, '-', '_' and '/')",
     ]
     assert sorted(os.listdir(workspace / "data")) == ["multi"]
 

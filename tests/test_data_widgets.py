@@ -45,7 +45,7 @@ def test_browser_builds_from_the_catalog(browser: DatasetBrowser) -> None:
     assert isinstance(browser.widget, w.VBox)
     assert browser.dataset.options == ("iris", "multi")
     assert browser.dataset.value == "iris"
-    assert browser.version.options == ("v2.0.0", "v1.1.0", "v1.0.0")  # newest first
+    assert browser.version._options_labels == ("v2.0.0", "v1.1.0", "v1.0.0")  # newest first
     assert browser.version.value == "v2.0.0"
     assert browser.path.placeholder == "data/iris"
     assert (browser.bar.value, browser.label.value) == (0.0, "")
@@ -54,7 +54,7 @@ def test_browser_builds_from_the_catalog(browser: DatasetBrowser) -> None:
 
 def test_choosing_a_dataset_updates_the_versions(browser: DatasetBrowser) -> None:
     browser.dataset.value = "multi"
-    assert browser.version.options == ("v1.0.0",) and browser.version.value == "v1.0.0"
+    assert browser.version._options_labels == ("v1.0.0",) and browser.version.value == "v1.0.0"
     assert browser.path.placeholder == "data/multi"
     browser.dataset.value = "iris"
     assert browser.version.value == "v2.0.0"

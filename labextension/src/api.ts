@@ -16,6 +16,10 @@ export interface IDataset {
   size: number | null;
   nfiles: number | null;
   path?: string;
+  /** "file": a single-file dataset, pulled to data/<file name> */
+  kind?: 'file' | 'directory';
+  /** why the catalog could not describe the latest version, if it could not */
+  error?: string;
 }
 
 export interface IPullProgress {

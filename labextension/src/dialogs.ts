@@ -103,7 +103,8 @@ export class PullForm extends Widget implements Dialog.IBodyWidget<IPullForm> {
       if (!pathEdited) {
         this.pathInput.value = defaultPullPath(
           this.datasetSelect.value,
-          folder
+          folder,
+          dataset
         );
       }
     };

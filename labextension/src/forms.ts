@@ -39,12 +39,22 @@ export function versionChoices(dataset: IDataset): IChoice[] {
 }
 
 /**
- * The folder proposed for a pull: `FOLDER/NAME` (`data/iris` by default), a
- * path relative to the server root as the file browser shows it.
+ * The target proposed for a pull: `FOLDER/NAME` (`data/iris` by default; the
+ * part after `DIR:` of a nested artifact), or `FOLDER/<file name>` for a
+ * single-file dataset; a path relative to the server root as the file browser
+ * shows it.
  */
-export function defaultPullPath(name: string, folder = 'data'): string {
+export function defaultPullPath(
+  name: string,
+  folder = 'data',
+  dataset?: Pick<IDataset, 'path' | 'kind'>
+): string {
   const parent = folder.replace(/^\/+|\/+$/g, '');
-  return parent ? `${parent}/${name}` : name;
+  let leaf = name.slice(name.lastIndexOf(':') + 1);
+  if (dataset?.kind === 'file' && dataset.path) {
+    leaf = dataset.path.slice(dataset.path.lastIndexOf('/') + 1);
+  }
+  return parent ? `${parent}/${leaf}` : leaf;
 }
 
 export interface IPullForm {

@@ -31,6 +31,7 @@ from hub_ext.services.catalog.handlers import CatalogHandler
 from server_ext.cache import SharedCache
 from server_ext.errors import DsdataError
 from server_ext.records import DatasetEntry, DatasetVersion, Version
+from server_ext.refs import shown
 from server_ext.registry import DvcRegistry
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class DatasetFetcher:
             if candidate.version == version:
                 return candidate
         known = ", ".join(entry.versions) or "none"
-        raise web.HTTPError(404, f"{entry.name} has no version {version[:40]!r}; versions: {known}")
+        raise web.HTTPError(404, f"{entry.name} has no version {shown(version)}; versions: {known}")
 
     def describe(self, entry: DatasetEntry, version: str) -> DatasetVersion:
         return self.registry(entry).describe(entry.name, self.version(entry, version))
@@ -69,7 +70,9 @@ class DatasetFetcher:
     def seal(self, dataset: DatasetVersion) -> None:
         """The version's objects: owned by us, read-only for everyone, in 0755 directories."""
         paths = [self.cache.object_path(dataset.dir_md5)]
-        paths += [self.cache.object_path(e["md5"]) for e in self.cache.manifest(dataset.dir_md5)]
+        if not dataset.is_file:
+            manifest = self.cache.manifest(dataset.dir_md5)
+            paths += [self.cache.object_path(e["md5"]) for e in manifest]
         for path in paths:
             os.chmod(path, 0o444)
             for parent in (path.parent, path.parent.parent, path.parent.parent.parent):
@@ -86,7 +89,7 @@ class DatasetRoute(CatalogHandler):
         for entry in await self.app.dataset_entries():
             if entry.name == name and may_see(name, groups, self.app.dataset_groups):
                 return entry
-        raise web.HTTPError(404, f"No dataset {name[:100]!r} in your catalog")
+        raise web.HTTPError(404, f"No dataset {shown(name)} in your catalog")
 
 
 class DatasetsHandler(DatasetRoute):
@@ -157,7 +160,7 @@ class FetchHandler(DatasetRoute):
 
 def routes(app: CatalogService, url: Any) -> list[tuple[str, type[CatalogHandler]]]:
     """The dataset routes under the service's prefix (``url(path)`` joins it)."""
-    name, version = r"([a-z0-9][a-z0-9_-]{0,98}[a-z0-9]|[a-z0-9])", r"([^/]+)"
+    name, version = r"([^/]+)", r"([^/]+)"  # names with '/' arrive quoted (%2F)
     return [
         (url("api/datasets"), DatasetsHandler),
         (url(f"api/datasets/{name}"), DatasetHandler),

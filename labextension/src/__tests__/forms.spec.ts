@@ -46,6 +46,15 @@ describe('pull dialog', () => {
     expect(defaultPullPath(name, folder)).toBe(expected);
   });
 
+  it('proposes the file name of a single-file dataset, the name of a nested one', () => {
+    const file = { path: 'data/tables/table.csv', kind: 'file' as const };
+    expect(defaultPullPath('table', 'data', file)).toBe('data/table.csv');
+    expect(defaultPullPath('sub:feats', 'data')).toBe('data/feats');
+    expect(defaultPullPath('iris', 'data', { path: 'data/iris' })).toBe(
+      'data/iris'
+    );
+  });
+
   it('builds the pull request', () => {
     expect(
       pullRequest({

@@ -116,10 +116,17 @@ export class DatasetsPanel extends SectionPanel {
                     {dataset.description}
                   </div>
                 )}
+                {dataset.error && (
+                  <div className="dsdata-Error dsdata-Dataset-error">
+                    Unavailable: {dataset.error}
+                  </div>
+                )}
                 <div className="dsdata-Meta">
                   {formatBytes(dataset.size)}
-                  {dataset.nfiles !== null &&
-                    ` in ${dataset.nfiles} file${dataset.nfiles === 1 ? '' : 's'}`}
+                  {dataset.kind === 'file'
+                    ? ' · one file'
+                    : dataset.nfiles !== null &&
+                      ` in ${dataset.nfiles} file${dataset.nfiles === 1 ? '' : 's'}`}
                   {' · versions: '}
                   {[...dataset.versions].reverse().join(', ')}
                   {Object.keys(dataset.stages ?? {}).length > 0 &&
