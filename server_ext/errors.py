@@ -19,6 +19,10 @@ class InvalidReference(DsdataError):
     status = 400
 
 
+class BodyTooLarge(DsdataError):
+    status = 413
+
+
 class UnknownDataset(DsdataError):
     status = 404
 

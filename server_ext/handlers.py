@@ -15,11 +15,14 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from .core import DataService
-from .errors import DsdataError, InvalidReference
+from .errors import BodyTooLarge, DsdataError, InvalidReference
 from .experiments import ExperimentService
 from .jobs import PullJobs
 from .models import ModelService
-from .refs import default_target, parse_ref, resolve_target
+from .refs import default_target, parse_ref, resolve_target, shown
+
+MAX_JSON_BODY = 1 << 20  # requests of this API are small; the server's own limit is larger
+MAX_RUNS = 1000  # experiments?n=
 
 
 class DsdataHandler(ExtensionHandlerMixin, APIHandler):
@@ -134,16 +137,20 @@ class LineageHandler(DsdataHandler):
 
 
 def json_body(handler: DsdataHandler, allowed: set[str]) -> dict[str, Any]:
+    raw = handler.request.body or b"{}"
+    if len(raw) > MAX_JSON_BODY:
+        raise BodyTooLarge(f"A body of {len(raw)} bytes; this API takes at most {MAX_JSON_BODY}")
     try:
-        body = json.loads(handler.request.body or b"{}")
-    except ValueError:
-        raise InvalidReference("The request body must be JSON") from None
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else "not valid JSON"
+        raise InvalidReference(f"The request body must be JSON ({why})") from None
     if not isinstance(body, dict):
         raise InvalidReference("The request body must be a JSON object")
     unknown = set(body) - allowed
     if unknown:
         raise InvalidReference(
-            f"Unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}"
+            f"Unknown field {shown(sorted(unknown)[0])}; allowed: {', '.join(sorted(allowed))}"
         )
     return body
 
@@ -160,10 +167,12 @@ def typed(
 class ExperimentsHandler(DsdataHandler):
     @web.authenticated
     async def get(self) -> None:
-        try:
-            n = int(self.get_argument("n", "10"))
-        except ValueError:
-            raise InvalidReference("n must be a whole number") from None
+        text = self.get_argument("n", "10")
+        if not (text.isascii() and text.isdigit() and len(text) <= 4) or not (
+            1 <= int(text) <= MAX_RUNS
+        ):
+            raise InvalidReference(f"n must be a number from 1 to {MAX_RUNS}, not {shown(text)}")
+        n = int(text)
         runs = await self.in_thread(self.experiments.log, n)
         self.write_json(
             {

@@ -20,6 +20,7 @@ from . import catalog_client
 from .errors import DsdataError, InvalidReference
 from .experiments import ExperimentService, TrackingUnavailable, UnknownRun
 from .lineage import Lineage
+from .refs import inside_project
 from .registry_names import ModelNameError, name_filter
 
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -162,7 +163,7 @@ class ModelService:
         import mlflow
 
         root = self.experiments.root
-        source = (root / path).resolve()
+        source = inside_project(root, path, "model")
         if not source.exists():
             raise InvalidReference(f"Model path {path!r} does not exist")
         tags = {
@@ -187,11 +188,16 @@ class ModelService:
         return run.info.run_id, model_uri, lineage
 
     def list_models(self) -> list[dict[str, Any]]:
-        client = self.experiments.client()
         try:
-            models = client.search_registered_models()
-        except Exception as e:
-            raise TrackingUnavailable(f"Cannot read the model registry: {e}") from None
+            return self._list_models()
+        except DsdataError:
+            raise
+        except Exception as e:  # MLflow, requests, a broken store: never a 500
+            raise TrackingUnavailable(f"Cannot read the model registry: {str(e)[:300]}") from None
+
+    def _list_models(self) -> list[dict[str, Any]]:
+        client = self.experiments.client()
+        models = client.search_registered_models()
         rows = []
         for model in models:
             try:

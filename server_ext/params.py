@@ -15,6 +15,9 @@ from typing import Any
 
 from .errors import InvalidReference
 from .project import SECRET_ENV
+from .refs import inside_project
+
+MAX_VALUES_FILE = 16 << 20
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-. /]{1,250}$")
 SECRET_KEY_RE = re.compile(
@@ -72,19 +75,19 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def load_file(root: Path, path: str, kind: str) -> dict[str, Any]:
     """A flat dict from a JSON or YAML file (nested keys joined with '.')."""
-    file = (root / path).resolve()
+    import yaml
+
+    file = inside_project(root, path, f"{kind} file")
     if not file.is_file():
         raise InvalidReference(f"{kind} file {path!r} does not exist")
-    text = file.read_text()
+    if file.stat().st_size > MAX_VALUES_FILE:
+        raise InvalidReference(f"{kind} file {path!r} is over {MAX_VALUES_FILE >> 20} MiB")
     try:
-        if file.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except ValueError as e:
-        raise InvalidReference(f"{kind} file {path!r} is not valid JSON/YAML: {e}") from None
+        text = file.read_text()
+        data = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, RecursionError, yaml.YAMLError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise InvalidReference(f"{kind} file {path!r} is not valid JSON/YAML: {reason}") from None
     if not isinstance(data, Mapping):
         raise InvalidReference(f"{kind} file {path!r} must hold a mapping of names to values")
     return flatten(data)

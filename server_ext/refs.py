@@ -155,3 +155,23 @@ def resolve_target(root: Path, path: str | None, default: str) -> Path:
             f"Target path {text!r} is inside {inside[0]}/, which holds the project's own state"
         )
     return resolved
+
+
+def inside_project(root: Path, path: str, what: str) -> Path:
+    """``path`` (relative to ``root``, or absolute) resolved, links followed; it must stay
+    inside ``root``.
+
+    Raises:
+        InvalidReference: outside the project (``..``, an absolute path elsewhere, a link
+            leading out), or a NUL byte.
+    """
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise InvalidReference(f"A {what} path is required (a file inside the project)")
+    base = root.resolve()
+    resolved = (base / path).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InvalidReference(
+            f"The {what} path {shown(path)} is outside the project {str(base)!r}; "
+            "use a path inside it"
+        )
+    return resolved

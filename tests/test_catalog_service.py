@@ -191,6 +191,20 @@ def test_bad_inputs_are_4xx_and_the_service_keeps_serving(chub: HubProcess) -> N
     r = post(chub, PREDICT_PATH, paul, huge)
     assert r.status_code == 413, r.text[:300]
     assert post(chub, PREDICT_PATH, paul, SPLIT).status_code == 200
+    # 50 MB, through the proxy: the service's own 413 with its JSON reason, on every route
+    fifty = b"x" * (50 << 20)
+    for path in (PREDICT_PATH, f"api/models/{MODEL}/promotions", "mlflow/ajax-api/2.0/x"):
+        r = post(chub, path, paul, data=fifty)
+        assert r.status_code == 413, (path, r.status_code, r.text[:300])
+        assert r.headers["Content-Type"].startswith("application/json"), path
+        assert (
+            "at most" in r.json()["message"] and r.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        )
+    assert post(chub, PREDICT_PATH, paul, SPLIT).status_code == 200
+    # a version number the registry can never hold is 404, not a crash
+    for ref in ("²", "1" * 30, "٣"):
+        r = post(chub, f"api/models/{MODEL}/{ref}/predict", paul, SPLIT)
+        assert r.status_code == 404, (ref, r.status_code, r.text[:300])
 
 
 def test_unknown_model_alias_version_404(chub: HubProcess) -> None:

@@ -266,8 +266,40 @@ async def test_bad_requests_are_json_errors(
     assert code == status, error
     assert fragment in error["message"], error
     assert not (jp_root_dir / ".git").exists() or route == "experiments"
-    code, error = await error_of(jp_fetch, "experiments", params={"n": "lots"})
-    assert code == 400 and error["message"] == "n must be a whole number"
+    for n in ("lots", "99999999999999999999", "0", "-1", "²", "1001"):
+        code, error = await error_of(jp_fetch, "experiments", params={"n": n})
+        assert code == 400 and error["message"].startswith("n must be a number from 1 to 1000")
+
+
+async def test_hostile_bodies_and_paths_are_4xx(
+    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    """Deep JSON, huge names, paths out of the project: a clean 4xx and nothing done."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for route in ("pulls", "experiments", "models"):
+        code, error = await error_of(jp_fetch, route, **post(deep))
+        assert code == 400 and "nested too deeply" in error["message"], (route, error)
+    code, error = await error_of(jp_fetch, "pulls", **post({"dataset": "X!" * 10_000_000}))
+    assert code == 413 and len(error["message"]) < 200, error["message"][:300]
+    code, error = await error_of(jp_fetch, "pulls", **post({"dataset": "X!" * 100_000}))
+    assert code == 400 and len(error["message"]) < 300 and "200000 chars" in error["message"]
+    # paths a request names stay inside the workspace
+    other = tmp_path / "other"
+    other.mkdir()
+    pickled_model(other / "model.pkl")
+    (jp_root_dir / "link.pkl").symlink_to(other / "model.pkl")
+    rel = os.path.relpath(other / "model.pkl", jp_root_dir)
+    for path in (rel, os.fspath(other / "model.pkl"), "link.pkl"):
+        code, error = await error_of(jp_fetch, "models", **post({"model": "m", "path": path}))
+        assert code == 400 and "outside the project" in error["message"], (path, error)
+    (jp_root_dir / "train.py").write_text("print(1)\n")
+    for field in ("params_file", "metrics_file"):
+        for path in ("/etc/passwd", "../../../../etc/hostname"):
+            payload = {"message": "m", field: path}
+            code, error = await error_of(jp_fetch, "experiments", **post(payload))
+            assert code == 400 and "outside the project" in error["message"], (path, error)
+            assert "root:" not in error["message"]
+    assert not (jp_root_dir / ".git").exists()
 
 
 @pytest.mark.parametrize(("route", "method"), [(r, m) for r in ("experiments", "models") for m in ("GET", "POST")])  # fmt: skip

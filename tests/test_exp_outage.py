@@ -166,3 +166,40 @@ def test_log_with_mlflow_down_and_nothing_queued_says_so(
     assert raised.value.status == 502 and time.monotonic() - started < 10
     with pytest.raises(TrackingUnavailable, match="is unreachable"):
         dsdata.reproduce("0" * 32, str(Path(project.root.parent / "r")))
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="is unreachable") as raised:
+        dsdata.models()  # what GET /dsdata/api/models answers: 502 with the reason, not 500
+    assert raised.value.status == 502 and time.monotonic() - started < 10
+
+
+def test_a_registry_that_answers_errors_is_502_with_its_reason(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking server that answers, but with MLflow errors (a broken store): listing
+    models is a 502 naming the reason, never a 500."""
+    import http.server
+    import threading
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b'{"error_code": "INVALID_STATE", "message": "the store is corrupt"}'
+            self.send_response(400 if self.path != "/health" else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(TrackingUnavailable, match="the store is corrupt") as raised:
+            dsdata.models()
+        assert raised.value.status == 502
+    finally:
+        server.shutdown()

@@ -33,9 +33,57 @@ class CodedError(web.HTTPError):
         self.error_code = error_code
 
 
+DEFAULT_MAX_BODY = 16 << 20  # the web.Application setting "max_body_bytes" overrides it
+DISCARD_AT_MOST = 1 << 30  # a larger declared body is not read: the connection is closed
+
+
+@web.stream_request_body
 class HubServiceHandler(HubOAuthenticated, web.RequestHandler):
     """A handler of a hub-managed service: the hub user (token or OAuth cookie) as
-    ``current_user``; errors as ``{"message": ..., "error_code": ...}`` with the reason."""
+    ``current_user``; errors as ``{"message": ..., "error_code": ...}`` with the reason.
+
+    Bodies stream in and are kept up to the application's ``max_body_bytes``. A larger one
+    is read to its end and dropped, and the handler's :meth:`check_body` answers 413 with
+    the limit: answering before the body is read would close the connection under a
+    proxy still sending it, which then shows its own 503 page. Handlers read :attr:`body`.
+    """
+
+    _body: bytearray | None = None
+    _body_refused = False
+
+    @property
+    def body_limit(self) -> int:
+        return int(self.settings.get("max_body_bytes", DEFAULT_MAX_BODY))
+
+    @property
+    def body(self) -> bytes:
+        """The request body (complete once the HTTP method runs)."""
+        return bytes(self._body or b"")
+
+    def prepare(self) -> None:
+        self._body = bytearray()
+        declared = self.request.headers.get("Content-Length", "")
+        length = int(declared) if declared.isascii() and declared.isdigit() else 0
+        if length > self.body_limit:
+            self._body_refused, self._body = True, None
+            if length <= DISCARD_AT_MOST and self.request.connection is not None:
+                self.request.connection.set_max_body_size(length)  # type: ignore[attr-defined]
+
+    def check_body(self) -> None:
+        """413 for a body over the limit (call before using :attr:`body`)."""
+        if self._body_refused:
+            raise web.HTTPError(
+                413,
+                f"The request body is over this service's limit: at most {self.body_limit} bytes",
+            )
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_refused or self._body is None:
+            return  # refused: read and dropped
+        self._body.extend(chunk)
+        if len(self._body) > self.body_limit:  # a chunked body without a Content-Length
+            self._body_refused = True
+            self._body = None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -45,6 +45,7 @@ from hub_ext.services.catalog.datasets import DatasetFetcher
 from hub_ext.services.catalog.gateway import ModelGateway, Serving
 from hub_ext.services.catalog.governance import ModelGovernance
 from hub_ext.services.catalog.handlers import (
+    MAX_JSON_BODY,
     ModelsHandler,
     OpenAPIHandler,
     PageHandler,
@@ -203,6 +204,7 @@ class CatalogService(Application):
             catalog=self,
             hub_auth=self.auth,
             cookie_secret=os.urandom(32),
+            max_body_bytes=max(self.max_request_bytes, MAX_JSON_BODY),
         )
 
     def start(self) -> None:

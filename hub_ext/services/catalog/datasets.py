@@ -125,6 +125,7 @@ class FetchHandler(DatasetRoute):
     """Fetch a version into the shared cache, streaming progress as JSON lines."""
 
     async def post(self, name: str, version: str) -> None:
+        self.check_body()  # the request has no body; a huge one is still refused
         entry = await self.entry(name)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

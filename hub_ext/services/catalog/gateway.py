@@ -62,7 +62,7 @@ class ModelGateway:
         """The version number a ``ref`` (a version or an alias) names now (CatalogError 404)."""
         from mlflow.exceptions import MlflowException
 
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             version = check_version(ref)
             try:
                 self.client().get_model_version(name, version)

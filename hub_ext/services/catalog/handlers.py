@@ -81,7 +81,8 @@ class CatalogHandler(HubServiceHandler):
         self, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
     ) -> dict[str, Any]:
         """The request's JSON object with only ``allowed`` keys (400 with the reason)."""
-        raw = self.request.body or b"{}"
+        self.check_body()
+        raw = self.body or b"{}"
         if len(raw) > MAX_JSON_BODY:
             raise web.HTTPError(413, f"A body of {len(raw)} bytes; at most {MAX_JSON_BODY}")
         try:
@@ -125,7 +126,8 @@ class PredictHandler(ModelRefHandler):
             raise web.HTTPError(
                 403, f"This token lacks the scope {PREDICT_SCOPE}; ask for a token with it"
             )
-        body = self.request.body
+        self.check_body()
+        body = self.body
         if len(body) > self.app.max_request_bytes:
             raise web.HTTPError(
                 413,

@@ -131,6 +131,7 @@ class MLflowUIHandler(HubServiceHandler):
         self.hub_auth.check_xsrf_cookie(self)
 
     def prepare(self) -> None:
+        super().prepare()
         if self.current_user is None:
             if self.request.method in ("GET", "HEAD") and page_view(self.request.headers):
                 # log in through the hub, then come back here
@@ -144,8 +145,9 @@ class MLflowUIHandler(HubServiceHandler):
     async def forward(self, path: str) -> None:
         if not has_web_ui(self.tracking_uri):
             raise web.HTTPError(404, "This platform's MLflow has no web UI (no tracking server)")
-        with_body = self.request.body or self.request.method in ("POST", "PUT", "PATCH")
-        body = self.request.body if with_body else None
+        self.check_body()
+        with_body = self.body or self.request.method in ("POST", "PUT", "PATCH")
+        body = self.body if with_body else None
         request = httpclient.HTTPRequest(
             upstream_url(self.tracking_uri, path, self.request.query),
             method=self.request.method or "GET",
