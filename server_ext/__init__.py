@@ -12,9 +12,12 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magics import DsdataMagics
+    from .magics import DsdataMagics, help_lines
 
     ipython.register_magics(DsdataMagics)
+    cleanup = getattr(ipython, "input_transformers_cleanup", None)
+    if cleanup is not None and help_lines not in cleanup:
+        cleanup.append(help_lines)  # %dsdata commit? -> %dsdata help commit
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

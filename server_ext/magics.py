@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
+import textwrap
 from collections.abc import Callable
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
@@ -23,6 +26,7 @@ from .display import (
 from .errors import DsdataError
 from .params import parse_pairs
 from .progress import PullBar
+from .refs import shown
 
 
 @magic_arguments("dsdata list")
@@ -126,12 +130,54 @@ SUBCOMMANDS: dict[str, Callable[[str], None]] = {
 }
 
 
+def _summary(command: str) -> str:
+    """The first line of a subcommand's help (its docstring)."""
+    parser = SUBCOMMANDS[command].parser  # type: ignore[attr-defined]
+    doc = (parser.description or "").strip().splitlines()[0]
+    return doc.split(": ", 1)[1] if ": " in doc else doc
+
+
 def _usage() -> str:
-    parts = ["Datasets, experiments and models: versioned, reproducible, published.\n"]
-    for func in SUBCOMMANDS.values():
-        parser = func.parser  # type: ignore[attr-defined]
-        parts.append(parser.format_help().replace("usage: ", "%").rstrip() + "\n")
-    return "\n".join(parts)
+    """``%dsdata`` alone: every subcommand, a line each."""
+    width = max(len(c) for c in SUBCOMMANDS)
+    lines = [
+        "%dsdata SUBCOMMAND ...: datasets, experiments and models, versioned and reproducible.",
+        "",
+        *(f"  {c.ljust(width)}  {_summary(c)}" for c in SUBCOMMANDS),
+        "",
+        "%dsdata SUBCOMMAND --help, %dsdata help SUBCOMMAND or %dsdata SUBCOMMAND? for its "
+        "options.",
+    ]
+    return "\n".join(lines)
+
+
+def subcommand_help(command: str) -> str:
+    """A subcommand's options, as ``%dsdata SUB --help`` prints them."""
+    parser = SUBCOMMANDS[command].parser  # type: ignore[attr-defined]
+    text = str(parser.format_help())
+    if text.startswith("::"):  # IPython's reST usage block: shown as plain text here
+        usage, _, rest = text[2:].lstrip("\n").partition("\n\n")
+        text = "usage: " + textwrap.dedent(usage).strip() + "\n\n" + rest
+    return text.rstrip()
+
+
+def _full_help() -> str:
+    """The magic's docstring (``%dsdata?``): the summary, then every subcommand's options."""
+    return "\n\n".join([_usage(), *(subcommand_help(c) for c in SUBCOMMANDS)])
+
+
+HELP_LINE = re.compile(r"^(\s*)%dsdata\s+([a-z]+)\s*\?{1,2}\s*$")
+
+
+def help_lines(lines: list[str]) -> list[str]:
+    """IPython input transformer: ``%dsdata commit?`` -> ``%dsdata help commit`` (IPython's
+    own ``?`` would look for an object named ``commit``)."""
+    return [HELP_LINE.sub(r"\1%dsdata help \2", line.rstrip("\n")) + "\n"
+            if HELP_LINE.match(line.rstrip("\n")) else line for line in lines]  # fmt: skip
+
+
+def _unknown(command: str) -> str:
+    return f"Unknown %dsdata command {shown(command)}; commands: {', '.join(SUBCOMMANDS)}"
 
 
 @magics_class
@@ -140,20 +186,34 @@ class DsdataMagics(Magics):
 
     @line_magic
     def dsdata(self, line: str) -> None:
-        words = shlex.split(line)
-        if not words or words[0] in ("-h", "--help", "help"):
+        try:
+            words = shlex.split(line)
+        except ValueError as e:  # an unclosed quote
+            print(f"dsdata: {e}")
+            return None
+        if not words or words[0] in ("-h", "--help"):
             print(_usage())
             return None
         command, rest = words[0], line.strip()[len(words[0]) :]
+        if command == "help":
+            wanted = words[1] if len(words) > 1 else ""
+            if not wanted:
+                print(_usage())
+            else:
+                print(subcommand_help(wanted) if wanted in SUBCOMMANDS else _unknown(wanted))
+            return None
         if command not in SUBCOMMANDS:
-            print(f"Unknown %dsdata command {command!r}; commands: {', '.join(SUBCOMMANDS)}")
+            print(_unknown(command))
+            return None
+        if "-h" in words[1:] or "--help" in words[1:]:
+            print(subcommand_help(command))  # before the required arguments are checked
             return None
         try:
             # shlex, not IPython's arg_split: that keeps the quotes of -m "my message"
             args = SUBCOMMANDS[command].parser.parse_args(shlex.split(rest))  # type: ignore[attr-defined]
-        except (SystemExit, argparse.ArgumentError) as e:  # argparse already printed why
-            if isinstance(e, argparse.ArgumentError):
-                print(e)
+        except (SystemExit, argparse.ArgumentError, UsageError) as e:
+            if not isinstance(e, SystemExit):  # argparse printed its own message
+                print(f"dsdata {command}: {e}\n(%dsdata {command} --help for its options)")
             return None
         try:
             return getattr(self, f"_{command}")(args)
@@ -240,4 +300,4 @@ class DsdataMagics(Magics):
         print(f"sent {len(sent)} queued run(s); {left} still queued")
 
 
-DsdataMagics.dsdata.__doc__ = _usage()
+DsdataMagics.dsdata.__doc__ = _full_help()

@@ -101,6 +101,34 @@ def test_dsdata_magics_without_load_ext(kernel: Kernel, workspace: Path) -> None
     assert cached == {"v2.0.0": "no", "v1.1.0": "yes", "v1.0.0": "no"}
 
 
+def test_help_where_people_look_for_it(kernel: Kernel) -> None:
+    """``%dsdata SUB --help``, ``%dsdata help SUB`` and ``%dsdata SUB?`` print that
+    subcommand's options for every subcommand; ``%dsdata`` alone lists them."""
+    from server_ext.magics import SUBCOMMANDS, _summary
+
+    listing = kernel.run("%dsdata").stream()
+    for command in SUBCOMMANDS:
+        assert f"\n  {command} " in listing, command
+    for command in SUBCOMMANDS:
+        texts = [
+            kernel.run(line).stream()
+            for line in (f"%dsdata {command} --help", f"%dsdata help {command}",
+                         f"%dsdata {command}?", f"%dsdata {command} -h")
+        ]  # fmt: skip
+        for text in texts:
+            assert text.startswith(f"usage: %dsdata {command}"), (command, text[:200])
+            assert _summary(command) in text and "Traceback" not in text, (command, text[:200])
+        assert len(set(texts)) == 1, command
+    assert "--message MESSAGE" in kernel.run("%dsdata commit?").stream()
+    out = kernel.run("%dsdata commit")
+    assert out.reply["content"]["status"] == "ok"
+    assert out.stream() == (
+        "dsdata commit: the following arguments are required: -m/--message\n"
+        "(%dsdata commit --help for its options)\n"
+    )
+    assert kernel.run("%dsdata help nope").stream().startswith("Unknown %dsdata command 'nope'")
+
+
 def test_bad_input_is_a_message_not_a_traceback(kernel: Kernel, workspace: Path) -> None:
     out = kernel.run("%dsdata pull ../x")
     assert out.reply["content"]["status"] == "ok"
@@ -139,7 +167,7 @@ def test_help_shows_the_subcommands(kernel: Kernel) -> None:
         assert usage in page
     assert "replace local changes in the target" in page
     assert "_args" not in page  # the usage names the real subcommands
-    assert kernel.run("%dsdata").stream().startswith("Datasets, experiments and models")
+    assert kernel.run("%dsdata").stream().startswith("%dsdata SUBCOMMAND ...: datasets")
 
 
 def test_python_api_returns_a_pull_result(kernel: Kernel, workspace: Path) -> None:

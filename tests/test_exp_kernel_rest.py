@@ -146,9 +146,10 @@ def test_bad_experiment_input_in_a_kernel_is_a_message(kernel: Kernel, project: 
         out = kernel.run(line)
         assert out.reply["content"]["status"] == "ok", line
         assert out.stream().startswith(expected), (line, out.stream())
-    out = kernel.run("%dsdata commit --param lr=1")  # -m is required: IPython's usage error
-    assert out.reply["content"]["ename"] == "UsageError"
-    assert "the following arguments are required: -m/--message" in out.reply["content"]["evalue"]
+    out = kernel.run("%dsdata commit --param lr=1")  # -m is required: a message, and the help
+    assert out.reply["content"]["status"] == "ok"
+    assert "the following arguments are required: -m/--message" in out.stream()
+    assert "%dsdata commit --help" in out.stream()
     assert project.head() is None and project.runs() == []
 
     page = kernel.run("%dsdata?").page
