@@ -181,7 +181,7 @@ def test_a_registry_that_answers_errors_is_502_with_its_reason(
     import threading
 
     class Broken(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = b'{"error_code": "INVALID_STATE", "message": "the store is corrupt"}'
             self.send_response(400 if self.path != "/health" else 200)
             self.send_header("Content-Type", "application/json")
@@ -189,7 +189,7 @@ def test_a_registry_that_answers_errors_is_502_with_its_reason(
             self.end_headers()
             self.wfile.write(body)
 
-        do_POST = do_GET  # noqa: N815
+        do_POST = do_GET
 
         def log_message(self, *args: Any) -> None:
             pass
