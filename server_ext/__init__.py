@@ -13,8 +13,11 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython: Any) -> None:
     from .magics import DsdataMagics, help_lines
+    from .notebook import record_finished
 
     ipython.register_magics(DsdataMagics)
+    if record_finished not in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.register("post_run_cell", record_finished)  # notebook.ensure_saved
     cleanup = getattr(ipython, "input_transformers_cleanup", None)
     if cleanup is not None and help_lines not in cleanup:
         cleanup.append(help_lines)  # %dsdata commit? -> %dsdata help commit

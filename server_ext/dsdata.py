@@ -63,8 +63,10 @@ def commit(
     params_file: str | None = None,
     metrics_file: str | None = None,
     outputs: list[str] | None = None,
+    model: str | None = None,
 ) -> CommitResult:
-    """Commit code (git), outputs (DVC), params, metrics and environment as one MLflow run."""
+    """Commit code (git), outputs (DVC), params, metrics and environment as one MLflow run;
+    ``model`` (an MLflow model directory or a pickled estimator) becomes the run's model."""
     return experiments().commit(
         message,
         params=params,
@@ -72,6 +74,7 @@ def commit(
         params_file=params_file,
         metrics_file=metrics_file,
         outputs=outputs or [],
+        model=model,
     )
 
 

@@ -27,8 +27,17 @@ from .core import DataService
 from .environment import environment_spec
 from .errors import DsdataError, InvalidReference
 from .lineage import Lineage, find_project_root
+from .model_logging import (
+    MODEL_DIGEST_TAG,
+    MODEL_PATH_TAG,
+    check_model,
+    content_digest,
+    log_model,
+    quiet_mlflow,
+)
 from .params import check_key, check_values, load_file, to_metrics
 from .project import Project, git
+from .refs import inside_project
 
 
 class NothingToCommit(DsdataError):
@@ -128,8 +137,11 @@ class ExperimentService:
         params_file: str | None = None,
         metrics_file: str | None = None,
         outputs: Sequence[str] = (),
+        model: str | None = None,
     ) -> CommitResult:
-        """Record code, data, params, metrics and environment as one run.
+        """Record code, data, params, metrics and environment as one run; ``model`` (an
+        MLflow model directory or a pickled estimator) is tracked with DVC and logged as the
+        run's ``model``, so ``publish --run`` and ``publish --path`` register it from here.
 
         Raises:
             InvalidReference: bad pairs, files or outputs; secrets found (nothing committed).
@@ -151,8 +163,17 @@ class ExperimentService:
             all_metrics.update(to_metrics(load_file(self.root, metrics_file, "metrics")))
         all_metrics.update(to_metrics(metrics or {}))
 
+        recorded_model: dict[str, str] | None = None
+        if model:
+            source = inside_project(self.root, model, "model")
+            if not source.exists():
+                raise InvalidReference(f"Model path {model!r} does not exist")
+            check_model(source)
+            rel = source.relative_to(self.root.resolve()).as_posix()
+            recorded_model = {"path": rel, "digest": content_digest(source)}
+            outputs = [*outputs, rel]
         self.project.ensure(self.dvc_remote)
-        outputs = self.project.resolve_outputs(outputs)
+        outputs = list(dict.fromkeys(self.project.resolve_outputs(outputs)))
         self.project.check_pending(outputs)  # refuse before dvc add changes anything
         outs = self.project.dvc_add(outputs)
         note = ""
@@ -174,14 +195,19 @@ class ExperimentService:
             )
         commit_id = uuid.uuid4().hex
         sha = self.project.commit(f"{message.strip()}\n\nDsdata-Commit: {commit_id}")
+        tags = self._tags(sha, commit_id, message.strip())
+        if recorded_model:  # so a later publish --path finds this run
+            tags[MODEL_PATH_TAG] = recorded_model["path"]
+            tags[MODEL_DIGEST_TAG] = recorded_model["digest"]
         payload = {
             "commit_id": commit_id,
             "experiment": self.experiment_name,
             "message": message.strip(),
             "params": all_params,
             "metrics": all_metrics,
-            "tags": self._tags(sha, commit_id, message.strip()),
+            "tags": tags,
             "inputs": self._inputs(),
+            "model": recorded_model,  # logged into the run when it is sent
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "started_ms": time.time_ns() // 1_000_000,  # the run's start time, and queue order
         }
@@ -322,7 +348,15 @@ class ExperimentService:
         env_file = self.root / ".dsdata" / "environment.json"
         if env_file.exists():
             client.log_artifact(run_id, os.fspath(env_file))
-        client.set_terminated(run_id)
+        model = payload.get("model")
+        if model:
+            source = self.root / model["path"]
+            if source.exists() and content_digest(source) == model["digest"]:
+                log_model(self.tracking_uri, run_id, source)
+            else:  # changed since the commit (a queued run sent later): DVC has the original
+                client.set_tag(run_id, "dsdata.model_changed_before_sync", model["path"])
+        with quiet_mlflow():  # MLflow prints its raw server URL here
+            client.set_terminated(run_id)
         return str(run_id)
 
     @property

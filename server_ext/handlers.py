@@ -185,7 +185,8 @@ class ExperimentsHandler(DsdataHandler):
     @web.authenticated
     async def post(self) -> None:
         body = json_body(
-            self, {"message", "params", "metrics", "params_file", "metrics_file", "outputs"}
+            self,
+            {"message", "params", "metrics", "params_file", "metrics_file", "outputs", "model"},
         )
         params = typed(body, "params", dict, {})
         metrics = typed(body, "metrics", dict, {})
@@ -200,6 +201,7 @@ class ExperimentsHandler(DsdataHandler):
                 params_file=typed(body, "params_file", str),
                 metrics_file=typed(body, "metrics_file", str),
                 outputs=outputs,
+                model=typed(body, "model", str),
             )
         )
         self.write_json(result.as_dict(), status=201)

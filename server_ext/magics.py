@@ -24,6 +24,7 @@ from .display import (
     status_table,
 )
 from .errors import DsdataError
+from .notebook import ensure_saved
 from .params import parse_pairs
 from .progress import PullBar
 from .refs import shown
@@ -63,6 +64,12 @@ def _status_args(line: str) -> None:
 @argument("--params", default=None, metavar="FILE", help="parameters from a JSON/YAML file")
 @argument("--metrics", default=None, metavar="FILE", help="metrics from a JSON/YAML file")
 @argument("--outputs", nargs="+", default=[], metavar="PATH", help="outputs to track with DVC")
+@argument(
+    "--model",
+    default=None,
+    metavar="PATH",
+    help="the trained model (MLflow model directory or pickle): logged in this run",
+)
 def _commit_args(line: str) -> None:
     """%dsdata commit -m MSG [...]: code (git), data (DVC), params, metrics, env -> one run."""
 
@@ -247,6 +254,9 @@ class DsdataMagics(Magics):
         display(status_table(dsdata.status()))
 
     def _commit(self, args: argparse.Namespace) -> None:
+        saved = ensure_saved(lambda bundle: display(bundle, raw=True))
+        if saved is not None:
+            print(f"saved {saved.name}")
         result = dsdata.commit(
             args.message,
             params=parse_pairs(args.param, "param"),
@@ -254,6 +264,7 @@ class DsdataMagics(Magics):
             params_file=args.params,
             metrics_file=args.metrics,
             outputs=args.outputs,
+            model=args.model,
         )
         where = f"run {result.run_id}" if result.run_id else "run queued"
         print(f"committed {result.git_sha[:10]} ({where}) in {result.experiment}")
@@ -272,6 +283,15 @@ class DsdataMagics(Magics):
             f"run {args.run_id} reproduced in {result['directory']} at {result['git_sha'][:10]}: "
             f"{len(result['datasets'])} dataset(s), {len(result['outputs'])} output(s), "
             f"content hashes {same}"
+        )
+        differ = [d["path"] for d in [*result["datasets"], *result["outputs"]]
+                  if not d["identical"]]  # fmt: skip
+        print(
+            "checked: the code is git commit "
+            f"{result['git_sha'][:10]} as committed (files, notebooks with their saved outputs); "
+            "data and outputs by content hash"
+            + (f"; different: {', '.join(differ)}" if differ else "")
+            + ". Not checked: that running the code again gives the same results."
         )
 
     def _publish(self, args: argparse.Namespace) -> None:

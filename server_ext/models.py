@@ -9,8 +9,6 @@ features) in a new run tagged with the project's lineage. An alias points at the
 from __future__ import annotations
 
 import contextlib
-import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,14 @@ from . import catalog_client
 from .errors import DsdataError, InvalidReference
 from .experiments import ExperimentService, TrackingUnavailable, UnknownRun
 from .lineage import Lineage
+from .model_logging import (
+    MODEL_DIGEST_TAG,
+    MODEL_PATH_TAG,
+    check_model,
+    content_digest,
+    log_model,
+    quiet_mlflow,
+)
 from .refs import inside_project
 from .registry_names import ModelNameError, name_filter
 
@@ -64,15 +70,32 @@ class ModelService:
         if (path is None) == (run_id is None):
             raise InvalidReference("Give exactly one of --path PATH or --run RUN_ID")
         client = self.experiments.client()
-        if run_id is not None:
-            if not re.fullmatch(r"[0-9a-f]{32}", run_id):
-                raise InvalidReference(f"Invalid run id {run_id!r}: expected 32 hex characters")
+        note = ""
+        if path is not None:
+            source = inside_project(self.experiments.root, path, "model")
+            if not source.exists():
+                raise InvalidReference(f"Model path {path!r} does not exist")
+            check_model(source)
+            run_id = self._committed_run(client, source)  # the commit that recorded it
+            if run_id is None:
+                run_id, model_uri, tags = self._log_path(source)
+                note = (
+                    f"{path} was not recorded by a commit: run {run_id} holds only the model. "
+                    f"Commit it with %dsdata commit -m MSG --model {path} to tie it to the "
+                    "code, data and metrics that made it."
+                )
+        if not re.fullmatch(r"[0-9a-f]{32}", run_id or ""):
+            raise InvalidReference(f"Invalid run id {run_id!r}: expected 32 hex characters")
+        assert run_id is not None
+        if not note:
             source_run = self._run(client, run_id)
+            if not self._has_model(client, source_run):
+                raise InvalidReference(
+                    f"Run {run_id} has no MLflow model: log one with %dsdata commit -m MSG "
+                    "--model PATH, or publish a file with --path PATH"
+                )
             tags = {k: v for k, v in source_run.data.tags.items() if k.startswith("dsdata.")}
             model_uri = f"runs:/{run_id}/model"
-        else:
-            assert path is not None
-            run_id, model_uri, tags = self._log_path(path)
         tags["dsdata.run_id"] = run_id
         import mlflow
 
@@ -84,12 +107,12 @@ class ModelService:
             except Exception:
                 client.create_registered_model(name, tags={"dsdata.owner": self.experiments.user})
                 created = True
-            version = mlflow.register_model(model_uri, name, tags=tags)
-            note = ""
+            with quiet_mlflow():
+                version = mlflow.register_model(model_uri, name, tags=tags)
             if alias:
-                note = self._set_alias(client, name, alias, str(version.version))
-                if note:
-                    alias = None
+                refused = self._set_alias(client, name, alias, str(version.version))
+                if refused:
+                    alias, note = None, f"{note} {refused}".strip()
         except DsdataError:
             raise
         except Exception as e:
@@ -155,37 +178,70 @@ class ModelService:
                 raise UnknownRun(f"No MLflow run {run_id}") from None
             raise TrackingUnavailable(f"Cannot read run {run_id}: {e}") from None
 
-    def _log_path(self, path: str) -> tuple[str, str, dict[str, str]]:
-        """Log ``path`` as a model in a new run with the project's lineage.
+    def _committed_run(self, client: Any, source: Path) -> str | None:
+        """The newest run of this project's commits that recorded ``source`` as its model,
+        with the same content (``%dsdata commit --model``)."""
+        root = self.experiments.root
+        rel = source.relative_to(root.resolve()).as_posix()
+        experiment = client.get_experiment_by_name(self.experiments.experiment_name)
+        if experiment is None:
+            return None
+        found = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=(
+                f"tags.`{MODEL_PATH_TAG}` = '{rel}' and "
+                f"tags.`{MODEL_DIGEST_TAG}` = '{content_digest(source)}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return str(found[0].info.run_id) if found else None
+
+    @staticmethod
+    def _has_model(client: Any, run: Any) -> bool:
+        """Does ``run`` hold a ``model`` (artifacts, or an MLflow 3 logged model)?"""
+        run_id = run.info.run_id
+        if any(a.path == "model/MLmodel" for a in client.list_artifacts(run_id, "model")):
+            return True
+        logged = client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        return any(m.name == "model" for m in logged)
+
+    def _log_path(self, source: Path) -> tuple[str, str, dict[str, str]]:
+        """Log ``source`` (which no commit recorded) as the model of a run of its own, tagged
+        with the project's lineage and saying so.
 
         Returns the run id, the model URI to register, and the lineage tags.
         """
-        import mlflow
-
         root = self.experiments.root
-        source = inside_project(root, path, "model")
-        if not source.exists():
-            raise InvalidReference(f"Model path {path!r} does not exist")
+        rel = source.relative_to(root.resolve()).as_posix()
         tags = {
             "dsdata.project": str(root),
+            "dsdata.uncommitted_model": rel,
             "mlflow.user": self.experiments.user,
-            "mlflow.runName": f"publish {source.name}",
+            "mlflow.runName": f"publish {rel} (not committed)",
+            "mlflow.note.content": f"publish {rel} (not committed: this run holds only the model)",
         }
         head = self.experiments.project.head() if (root / ".git").exists() else None
         if head:
             tags["dsdata.git_sha"] = head
         for record in Lineage(root).current().values():
             tags[f"dsdata.dataset.{record['dataset']}"] = f"{record['version']}@{record['rev']}"
-        mlflow.set_tracking_uri(self.experiments.tracking_uri)
-        mlflow.set_experiment(self.experiments.experiment_name)
-        with mlflow.start_run(tags=tags) as run:
-            if source.is_dir() and (source / "MLmodel").exists():
-                mlflow.log_artifacts(os.fspath(source), "model")
-                model_uri = f"runs:/{run.info.run_id}/model"
-            else:
-                model_uri = log_sklearn(load_pickle(source))
+        client = self.experiments.client()
+        experiment_id = self.experiments._experiment_id(client, self.experiments.experiment_name)
+        run = client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
+        run_id = str(run.info.run_id)
+        try:
+            model_uri = log_model(self.experiments.tracking_uri, run_id, source)
+        except BaseException:
+            with quiet_mlflow():
+                client.set_terminated(run_id, "FAILED")
+            raise
+        with quiet_mlflow():
+            client.set_terminated(run_id)
         lineage = {k: v for k, v in tags.items() if k.startswith("dsdata.")}
-        return run.info.run_id, model_uri, lineage
+        return run_id, model_uri, lineage
 
     def list_models(self) -> list[dict[str, Any]]:
         try:
@@ -216,60 +272,3 @@ class ModelService:
                 }
             )
         return sorted(rows, key=lambda r: r["name"])
-
-
-def load_pickle(source: Path) -> Any:
-    """A pickled estimator: the file, or the single pickle inside a directory."""
-    candidates = (
-        [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix in PICKLES)
-    )
-    if len(candidates) != 1 or candidates[0].suffix not in PICKLES:
-        raise InvalidReference(
-            f"{source} is neither an MLflow model directory (with MLmodel) nor one pickled "
-            "model (.pkl/.joblib); save it with mlflow.<flavor>.save_model or pickle it"
-        )
-    file = candidates[0]
-    if file.suffix == ".joblib":
-        import joblib
-
-        return joblib.load(file)
-    with open(file, "rb") as f:
-        return pickle.load(f)
-
-
-def log_sklearn(estimator: Any) -> str:
-    """Log a scikit-learn estimator as ``model`` (signature from its features); its URI."""
-    import mlflow.sklearn
-
-    if not hasattr(estimator, "predict"):
-        raise InvalidReference(
-            f"{type(estimator).__name__} is not a scikit-learn estimator (no predict); "
-            "log it with the MLflow flavor of its library"
-        )
-    signature = None
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is not None:
-        import pandas as pd
-        from mlflow.models import infer_signature
-
-        example = pd.DataFrame([[0.0] * len(names)], columns=list(names))
-        signature = infer_signature(example, estimator.predict(example))
-    # cloudpickle, as the estimator came: MLflow's default (skops) refuses common estimators
-    # (trees, forests, boosting) and custom classes unless their types are listed as trusted
-    # explicit requirements: MLflow's inference would reload the model in a subprocess (~2 s)
-    import cloudpickle
-    import sklearn
-
-    requirements = [
-        f"mlflow=={mlflow.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"cloudpickle=={cloudpickle.__version__}",
-    ]
-    info = mlflow.sklearn.log_model(
-        estimator,
-        name="model",
-        signature=signature,
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        pip_requirements=requirements,
-    )
-    return str(info.model_uri)

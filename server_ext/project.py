@@ -134,8 +134,9 @@ class Project:
             try:
                 stages = repo.add(targets)
                 for stage in stages:
-                    for out in stage.outs:
-                        hashes[out.def_path] = out.hash_info.value
+                    for out in stage.outs:  # def_path is relative to the .dvc file's dir
+                        rel = Path(out.fs_path).relative_to(self.root).as_posix()
+                        hashes[rel] = out.hash_info.value
             finally:
                 repo.close()
         return hashes

@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 from jupyter_server.utils import url_path_join
 
+from server_ext.notebook import SAVE_MIME
+
 from .kernels import Kernel, running_kernel
 from .mlflow_server import (  # noqa: F401  (fixtures)
     RESOURCES,
@@ -38,10 +40,10 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
 
 
-def pickled_model(path: Path) -> None:
+def pickled_model(path: Path, seed: int = 1) -> None:
     from sklearn.linear_model import LinearRegression
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(30, 2)), columns=["x1", "x2"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -79,6 +81,7 @@ def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None
     sha10, run_id = match.groups()
     assert project.git("rev-parse", "HEAD").startswith(sha10)
     assert f"{project.tracking_uri}/#/experiments/" in text and run_id in text
+    assert "View run" not in text and "View experiment" not in text  # MLflow's own lines
     run = project.client().get_run(run_id)
     assert run.data.params == {"lr": "0.1", "note": "two words"}  # quotes are shell quotes
     assert run.data.metrics == {"auc": 0.9}
@@ -99,12 +102,15 @@ def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None
 
     out = kernel.run("%dsdata publish kernel-line --path model/model.pkl --alias staging")
     assert "registered kernel-line version 1 -> models:/kernel-line@staging" in out.stream()
+    assert "model/model.pkl was not recorded by a commit" in out.stream()  # a run of its own
+    assert "View run" not in out.stream() and "already exists" not in out.stream()
     [table] = kernel.run("%dsdata models").displays()
     assert "Registered models" in table["text/plain"]
     assert re.search(r"kernel-line\s+1\s+staging->v1\s+1\s+alice", table["text/plain"])
     out = kernel.run(f"%dsdata publish kernel-line --run {run_id}")
-    assert "dsdata publish: Run " in out.stream() and "no MLflow model named 'model'" in (
-        out.stream()
+    assert out.stream() == (
+        f"dsdata publish: Run {run_id} has no MLflow model: log one with %dsdata commit -m MSG "
+        "--model PATH, or publish a file with --path PATH\n"
     )
     assert kernel.run("%dsdata sync").stream() == "sent 0 queued run(s); 0 still queued\n"
 
@@ -122,7 +128,77 @@ def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None
     )
     # newest first: the run that publish made (same experiment), then the commit's run
     rows = json.loads(out.stream().splitlines()[-1])
-    assert [r[1] for r in rows] == ["publish model.pkl", "first run"] and rows[1][0] == run_id
+    assert [r[1] for r in rows][1:] == ["first run"] and rows[1][0] == run_id
+    assert rows[0][1] == "publish model/model.pkl (not committed: this run holds only the model)"
+
+
+def test_models_come_from_the_run_that_trained_them(kernel: Kernel, project: Project) -> None:
+    """commit --model logs the model in the commit's own run; publish --run and publish
+    --path of that path register it against that run; a changed path gets a run of its own."""
+    root = project.root
+    pickled_model(root / "out" / "model.pkl")
+    (root / "train.py").write_text("# train\n")
+    out = kernel.run('%dsdata commit -m "trained" --metric r2=0.99 --model out/model.pkl')
+    text = out.stream()
+    match = re.search(r"\(run ([0-9a-f]{32})\)", text)
+    assert match, (text, out.reply["content"])
+    run_id = match.group(1)
+    assert "View run" not in text and "127.0.0.1" not in text.replace(project.tracking_uri, "")
+    run = project.client().get_run(run_id)
+    assert run.data.tags["dsdata.model_path"] == "out/model.pkl"
+    assert "out/model.pkl.dvc" in project.git("ls-files")  # the model is versioned with DVC
+
+    client = project.client()
+    out = kernel.run(f"%dsdata publish from-run --run {run_id}")
+    assert out.stream() == "registered from-run version 1 -> models:/from-run/1\n", out.stream()
+    assert client.get_model_version("from-run", "1").run_id == run_id
+    out = kernel.run("%dsdata publish from-path --path out/model.pkl")
+    assert out.stream() == "registered from-path version 1 -> models:/from-path/1\n", out.stream()
+    version = client.get_model_version("from-path", "1")
+    assert version.run_id == run_id and version.tags["dsdata.run_id"] == run_id
+    assert client.get_run(run_id).data.metrics == {"r2": 0.99}  # the run that trained it
+
+    # the file changed since: not the committed model, so a run of its own that says so
+    pickled_model(root / "out" / "model.pkl", seed=2)
+    out = kernel.run("%dsdata publish from-path --path out/model.pkl")
+    assert "registered from-path version 2" in out.stream()
+    assert "out/model.pkl was not recorded by a commit" in out.stream()
+    other = client.get_model_version("from-path", "2").run_id
+    assert other != run_id
+    assert client.get_run(other).data.tags["dsdata.uncommitted_model"] == "out/model.pkl"
+
+    out = kernel.run("%dsdata commit -m x --model nowhere.pkl")
+    assert out.stream() == "dsdata commit: Model path 'nowhere.pkl' does not exist\n"
+    out = kernel.run("%dsdata commit -m x --model train.py")
+    assert "is neither an MLflow model directory" in out.stream()
+    out = kernel.run("%dsdata commit -m x --model ../outside.pkl")
+    assert "outside the project" in out.stream()
+
+
+def test_a_notebook_with_unsaved_cells_is_not_committed(project: Project, tmp_path: Path) -> None:
+    """The kernel of a notebook whose cells ran after its last save, with no frontend to
+    save it: the commit is refused with what to save; once saved, it goes through."""
+    env = dict(os.environ)
+    env["IPYTHONDIR"] = os.fspath(tmp_path / "ipython")
+    env["JPY_SESSION_NAME"] = "analysis.ipynb"  # what jupyter-server sets for a notebook
+    env["DSDATA_SAVE_TIMEOUT"] = "1"
+    notebook = project.root / "analysis.ipynb"
+    notebook.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    with running_kernel(env, project.root) as kernel:
+        kernel.run("x = 41 + 1")  # ran in the browser, not saved
+        out = kernel.run('%dsdata commit -m "stale"')
+        assert out.stream().startswith(
+            "dsdata commit: analysis.ipynb has changes that are not saved (cells ran after "
+            "it was last saved at "
+        ), out.stream()
+        assert "Ctrl+S" in out.stream() and "Nothing was committed." in out.stream()
+        [request] = [d for d in out.displays() if SAVE_MIME in d]  # the frontend was asked
+        assert request[SAVE_MIME]["notebook"] == "analysis.ipynb"
+        assert project.head() is None
+        notebook.write_text(notebook.read_text())  # saved
+        out = kernel.run('%dsdata commit -m "saved"')
+        assert out.stream().startswith("committed "), out.stream()
+        assert "analysis.ipynb" in project.git("ls-files")
 
 
 def test_bad_experiment_input_in_a_kernel_is_a_message(kernel: Kernel, project: Project) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import secrets
 import shutil
 import subprocess
@@ -261,3 +262,33 @@ def test_sidebar_in_a_hub_sandbox_through_the_proxy(clean_hub: HubProcess, artif
     )
     workspace = hub.state / "platform" / "users" / "alice"
     assert (workspace / "data" / "churn").is_dir(), sorted(workspace.rglob("*"))[:20]
+
+
+def test_a_commit_from_a_notebook_records_the_cells_that_ran(
+    lab: JupyterLab, mlflow_server: MLflowServer, artifacts: Path
+) -> None:
+    """Cells run in a new notebook, then ``%dsdata commit`` without saving: the kernel has
+    the frontend save first, so the commit holds the cells and their outputs."""
+    env = {"LAB_URL": lab.url, "LAB_TOKEN": lab.token}
+    proc = run_node("notebook-commit.mjs", env, "notebook-commit.log")
+    assert proc.returncode == 0, (
+        f"the notebook story failed (screenshots in {ARTIFACTS}):\n"
+        f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}\n--- jupyter lab log ---\n{lab.log()}"
+    )
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    assert "saved Untitled.ipynb" in summary["commit"], summary
+    committed = subprocess.run(
+        ["git", "show", "HEAD:Untitled.ipynb"], cwd=lab.root, capture_output=True, text=True
+    )
+    assert committed.returncode == 0, committed.stderr
+    cells = json.loads(committed.stdout)["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    assert sources[0] == "x = 41 + 1\nprint('trained', x)", sources
+    outputs = "".join("".join(o.get("text", "")) for o in cells[0]["outputs"])
+    assert outputs == "trained 42\n", cells[0]["outputs"]
+    from mlflow import MlflowClient
+
+    match = re.search(r"\(run ([0-9a-f]{32})\)", summary["commit"])
+    assert match, summary
+    run = MlflowClient(mlflow_server.url).get_run(match.group(1))
+    assert run.data.tags["mlflow.runName"] == "from the notebook"

@@ -112,6 +112,8 @@ export interface ICommitRequest {
   params?: Record<string, string>;
   metrics?: Record<string, number | string>;
   outputs?: string[];
+  /** an MLflow model directory or a pickled estimator: this run's model */
+  model?: string;
 }
 
 export interface ICommitResult {

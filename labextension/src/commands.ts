@@ -106,6 +106,10 @@ export function addCommands(options: ICommandOptions): void {
       );
       const request = form && build(form, commitRequest);
       if (request) {
+        // a commit records the files: what the editors hold must be in them first
+        if (commands.hasCommand('docmanager:save-all')) {
+          await commands.execute('docmanager:save-all');
+        }
         await model.commit(request);
       }
     }

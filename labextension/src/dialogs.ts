@@ -160,6 +160,12 @@ export class CommitForm
       this.outputs,
       'paths to version with DVC, e.g. model/ (optional)'
     );
+    field(
+      this.node,
+      'Model',
+      this.model,
+      'the trained model, logged in this run: an MLflow model directory or a pickle (optional)'
+    );
   }
 
   getValue(): ICommitForm {
@@ -167,7 +173,8 @@ export class CommitForm
       message: this.message.value,
       params: this.params.value,
       metrics: this.metrics.value,
-      outputs: this.outputs.value
+      outputs: this.outputs.value,
+      model: this.model.value
     };
   }
 
@@ -175,6 +182,7 @@ export class CommitForm
   readonly params = textarea('params', 'lr=0.05\ndepth=3');
   readonly metrics = textarea('metrics', 'auc=0.91');
   readonly outputs = input('outputs', '', 'model/');
+  readonly model = input('model', '', 'model/model.pkl');
 }
 
 /**

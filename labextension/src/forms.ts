@@ -134,6 +134,7 @@ export interface ICommitForm {
   params: string;
   metrics: string;
   outputs: string;
+  model?: string;
 }
 
 /**
@@ -156,6 +157,10 @@ export function commitRequest(form: ICommitForm): ICommitRequest {
   const outputs = parsePaths(form.outputs);
   if (outputs.length) {
     request.outputs = outputs;
+  }
+  const model = (form.model ?? '').trim().replace(/^\/+/, '');
+  if (model) {
+    request.model = model;
   }
   return request;
 }

@@ -5,6 +5,7 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon, SidePanel } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
@@ -15,6 +16,7 @@ import { DsdataModel } from './model';
 import { DatasetsPanel } from './panels/datasets';
 import { ExperimentsPanel } from './panels/experiments';
 import { ModelsPanel } from './panels/models';
+import { saveRendererFactory } from './save';
 
 const PLUGIN_ID = 'dsplatform-labextension:plugin';
 
@@ -55,15 +57,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
     ICommandPalette,
     ISettingRegistry,
     IDefaultFileBrowser,
-    ILayoutRestorer
+    ILayoutRestorer,
+    IRenderMimeRegistry
   ],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
     fileBrowser: IDefaultFileBrowser | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
+    // %dsdata commit in a notebook asks the frontend to save first (server_ext/notebook.py)
+    rendermime?.addFactory(saveRendererFactory(app), 0);
     const model = new DsdataModel(
       new DsdataAPI(app.serviceManager.serverSettings),
       {

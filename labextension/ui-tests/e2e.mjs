@@ -168,7 +168,9 @@ function runItem(message) {
     .locator(`${sidebar} .dsdata-Run`)
     .filter({
       has: page.locator('.dsdata-Run-message', {
-        hasText: new RegExp(`^${message}$`)
+        hasText: new RegExp(
+          `^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`
+        )
       })
     })
     .first();
@@ -379,7 +381,9 @@ await runStory(
     await shot('published');
 
     await dismissToasts();
-    const publishRun = runItem('publish model.pkl');
+    const publishRun = runItem(
+      'publish model/model.pkl (not committed: this run holds only the model)'
+    );
     await publishRun.waitFor();
     await publishRun.locator('.dsdata-PublishRun').click();
     await page.locator(`${dialog} select[name="run"]`).waitFor();
