@@ -144,7 +144,7 @@ def test_predict_needs_the_scope(chub: HubProcess) -> None:
     alice = scoped_token(chub, "alice", [ACCESS])
     r = post(chub, PREDICT_PATH, alice, SPLIT)
     assert r.status_code == 403, r.text
-    assert PREDICT in r.json()["message"]
+    assert PREDICT in r.json()["message"] and "group(s) 'product'" in r.json()["message"]
     # alice's default token (the user role: access to the service, no predict scope)
     r = post(chub, PREDICT_PATH, chub.token_for("alice"), SPLIT)
     assert r.status_code == 403, r.text

@@ -151,6 +151,12 @@ def test_form_shows_only_allowed_profiles_and_numbers(clean_hub: HubProcess) -> 
     s2 = login(clean_hub, "erin")
     page = s2.get(f"{clean_hub.url}/hub/spawn/erin/formcheck").text
     assert 'data-profile="cpu-small"' in page and 'data-profile="gpu-a100"' not in page
+    # shown as unavailable, with the groups that grant it; no free GPUs for a 0-GPU quota
+    assert 'data-unavailable-profile="gpu-a100"' in page
+    assert "unavailable: for members of ml-research, storm" in page
+    assert (
+        "Free GPUs" not in page and "Free GPUs" in s.get(f"{clean_hub.url}/hub/spawn/alice/x").text
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,6 +179,7 @@ def test_refusals_via_form(
     r = s.post(url, data={**form, "_xsrf": s.cookies.get("_xsrf")}, allow_redirects=False)
     assert r.status_code == status, r.text[:2000]
     assert message in r.text
+    assert "SpawnException" not in r.text  # a sentence, not the exception's repr
     assert clean_hub.server_model(user, "viaform") is None
 
 

@@ -189,6 +189,11 @@ EXACT_REFUSALS = [
         {"profile": "cpu-small", "gpus": 1.0},
         "Option 'gpus' must be a whole number >= 0, got 1.0",
     ),
+    (
+        {"profile": "cpu-small", "cpu": "lots"},
+        "Option 'cpu' must be a number like 2 or 0.5 (a JSON number, or a string of digits), "
+        "not 'lots'",
+    ),
     ({"profile": "cpu-small", "cpu": 10**400}, None),
     ({"profile": "cpu-small", "memory": 10**400}, None),
     ({"profile": "cpu-small", "memory": "9" * 400 + "G"}, None),
@@ -205,6 +210,17 @@ def test_some_refusals_are_exact(options, message):
     assert info.value.reason == "invalid" and info.value.status_code == 400
     if message is not None:
         assert info.value.message == message
+
+
+def test_numeric_strings_are_numbers() -> None:
+    """What a form (or curl -d) sends: "0.5" is 0.5, "1" GPU is 1, never self-contradicting."""
+    as_strings = resolve_request(
+        {"profile": "gpu-a100", "cpu": "8", "gpus": "1"}, PROFILES, ["ml-research"]
+    )
+    as_numbers = resolve_request(
+        {"profile": "gpu-a100", "cpu": 8, "gpus": 1}, PROFILES, ["ml-research"]
+    )
+    assert as_strings == as_numbers
 
 
 # --- the Ledger under random spawn / stop / restart sequences --------------------------------

@@ -7,6 +7,7 @@ unknown keys, wrong types and out-of-range values are refused with a :class:`Ref
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,9 +131,19 @@ def _choose(
     return value
 
 
+DECIMAL_RE = re.compile(r"^\s*\d{1,12}(\.\d{1,12})?\s*$")  # "2", "0.5": what forms send
+WHOLE_RE = re.compile(r"^\s*\d{1,12}\s*$")
+
+
 def _number(key: str, raw: Any) -> float:
+    if isinstance(raw, str) and DECIMAL_RE.match(raw):
+        raw = float(raw)
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
-        raise Refusal("invalid", f"Option {key!r} must be a number like 2 or 0.5, got {raw!r}")
+        raise Refusal(
+            "invalid",
+            f"Option {key!r} must be a number like 2 or 0.5 (a JSON number, or a string of "
+            f"digits), not {shown(raw)}",
+        )
     try:
         value = float(raw)
     except OverflowError:  # an int beyond float range, e.g. 10**400 in JSON
@@ -145,9 +156,17 @@ def _number(key: str, raw: Any) -> float:
 
 
 def _whole(key: str, raw: Any) -> float:
+    if isinstance(raw, str) and WHOLE_RE.match(raw):
+        raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise Refusal("invalid", f"Option {key!r} must be a whole number >= 0, got {raw!r}")
+        raise Refusal("invalid", f"Option {key!r} must be a whole number >= 0, got {shown(raw)}")
     return raw
+
+
+def shown(raw: Any) -> str:
+    """A value for a message: its repr, cut to 40 characters."""
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _size(key: str, raw: Any) -> float:

@@ -35,7 +35,8 @@ def usage_report(
 
     Returns:
         ``{"user", "groups", "limits", "limit_sources", "usage", "remaining", "pools",
-        "group_pools", "profiles", "profile_details"}``; a limit of ``None`` is unlimited.
+        "group_pools", "profiles", "profile_details", "unavailable_profiles"}``; a limit of
+        ``None`` is unlimited.
         Each profile detail says whether its default request would start now
         (``"startable"``) and, if not, the refusal (``"refusal": {"reason", "message"}``).
     """
@@ -95,6 +96,12 @@ def usage_report(
                 preview({"profile": p.slug}, applicant, policy, ledger, lambda _: gpu_hours_used),
             )
             for p in allowed
+        ],
+        # profiles the user's groups may not start, and the groups that may (for the form)
+        "unavailable_profiles": [
+            {"slug": p.slug, "display_name": p.display_name, "groups": list(p.groups)}
+            for p in policy.profiles
+            if p not in allowed
         ],
     }
 

@@ -34,6 +34,18 @@ else:
     _SpawnerBase = LoggingConfigurable
 
 
+class SpawnRefusal(SpawnException):
+    """JupyterHub's ``SpawnException`` whose text, on the spawn form and the error page, is
+    the sentence itself (JupyterHub would show ``400 SpawnException(reason=invalid): …``)."""
+
+    def __init__(self, message: str, *, reason: str, status_code: int) -> None:
+        super().__init__(message, reason=reason, status_code=status_code)
+        self.jupyterhub_message = message  # what format_exception shows users
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ProfileSpawner(_SpawnerBase):
     """Mixin for dsplatform spawners: profiles, quota reservations, sandbox environment.
 
@@ -142,7 +154,7 @@ class ProfileSpawner(_SpawnerBase):
         try:
             policy = self.policy
         except ConfigError as e:  # only reachable when configure() was not called
-            raise SpawnException(
+            raise SpawnRefusal(
                 f"dsplatform is misconfigured: {e}", reason="error", status_code=500
             ) from None
         accounting = self._accounting()
@@ -152,7 +164,7 @@ class ProfileSpawner(_SpawnerBase):
                 self.user_options, self.applicant(), policy, self.ledger, accounting.hours_this_week
             )
         except Refusal as refusal:
-            raise SpawnException(
+            raise SpawnRefusal(
                 refusal.message, reason=refusal.reason, status_code=refusal.status_code
             ) from None
         grant, request = admission.grant, admission.request

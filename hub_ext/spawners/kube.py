@@ -13,13 +13,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from jupyterhub.spawner import SpawnException
 from kubespawner import KubeSpawner
 from traitlets import Dict, List, Unicode, default
 
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
-from hub_ext.spawners.base import ProfileSpawner
+from hub_ext.spawners.base import ProfileSpawner, SpawnRefusal
 from hub_ext.spawners.kube_failures import FAIL_FAST_REASONS, start_failure
 from hub_ext.spawners.kube_pod import label_value, pod_settings, preload_init_container
 
@@ -207,7 +206,7 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             failure = start_failure(pod, self.fail_fast_on)
             if failure is not None:
                 self.log.warning("dsplatform: %s cannot start: %s", self._log_name, failure.message)
-                raise SpawnException(
+                raise SpawnRefusal(
                     failure.message, reason=failure.label, status_code=failure.status_code
                 )
         running: bool = super().is_pod_running(pod)

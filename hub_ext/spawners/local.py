@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
+from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Bool, Dict, Int, List, Tuple, Unicode, default
 
 from hub_ext.admission.options import Request
@@ -36,7 +36,7 @@ from hub_ext.spawners.accounts import (
     prepare_workspace,
     private_dir,
 )
-from hub_ext.spawners.base import ProfileSpawner
+from hub_ext.spawners.base import ProfileSpawner, SpawnRefusal
 from hub_ext.spawners.devices import NVIDIA_CONTROL_NODES, sandbox_rules
 from hub_ext.state import state_dir
 
@@ -177,7 +177,7 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
             await asyncio.to_thread(self._prepare_host)
         except (AccountError, OSError) as e:
             os_limits.release(self._limits)
-            raise SpawnException(
+            raise SpawnRefusal(
                 f"Could not prepare the sandbox of {self.user.name}: {e}",
                 reason="sandbox",
                 status_code=500,
@@ -228,7 +228,7 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
         out, _ = await proc.communicate()
         text = out.decode(errors="replace").strip()
         if proc.returncode != 0:
-            raise SpawnException(
+            raise SpawnRefusal(
                 f"Could not preload datasets {', '.join(request.profile.datasets)}: {text[-500:]}",
                 reason="preload",
                 status_code=502,

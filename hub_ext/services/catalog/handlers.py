@@ -123,8 +123,13 @@ class PredictHandler(ModelRefHandler):
     async def post(self, name: str, ref: str) -> None:
         user = self.require_user()
         if PREDICT_SCOPE not in set(user.get("scopes", [])):
+            groups = ", ".join(repr(g) for g in self.app.catalog.predict_groups) or "none"
             raise web.HTTPError(
-                403, f"This token lacks the scope {PREDICT_SCOPE}; ask for a token with it"
+                403,
+                f"This token lacks the scope {PREDICT_SCOPE}, which the hub grants to members "
+                f"of the group(s) {groups}: as a member, create a token with that scope "
+                "(/hub/token, or POST /hub/api/users/NAME/tokens); otherwise ask an admin "
+                "to add you to one of them",
             )
         self.check_body()
         body = self.body
