@@ -280,6 +280,31 @@ def test_html_page_and_hub_home_link(chub: HubProcess) -> None:
     assert page.status_code == 200, page.text[:500]
     assert MODEL in page.text
     assert '<a href="/services/catalog/mlflow/" class="mlflow-ui">' in page.text
+    # inside the hub's page: its navigation bar, styles and a way back home
+    assert 'href="/hub/home"' in page.text and "/hub/static/css/style.min.css" in page.text
+    assert "Logout" in page.text and "paul" in page.text
+    # no input example logged for this model: placeholders, and the page says so
+    assert "has no logged input example" in page.text
+
+
+def test_the_page_shows_the_models_own_input_example(chub: HubProcess) -> None:
+    import mlflow
+
+    with chub.mlflow_as("alice"):
+        mlflow.set_tracking_uri(chub.mlflow_url)
+        mlflow.set_experiment("catalog-example")
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                chub.model,  # type: ignore[attr-defined]
+                name="model",
+                input_example=FRAME.iloc[[4]],
+                registered_model_name="with-example",
+            )
+    page = get(chub, "", chub.token_for("alice")).text
+    block = page[page.index('data-model="with-example"') :]
+    assert '{"x1": 1.0, "x2": 2.0}' in block, block[:3000]
+    assert '"columns": ["x1", "x2"], "data": [[1.0, 2.0]]' in block
+    assert "has no logged input example" not in block.split("data-model=")[1]
 
 
 def test_mlflow_ui_behind_the_hub_login(chub: HubProcess) -> None:

@@ -52,6 +52,7 @@ class ModelGateway:
         self.alias_ttl = alias_ttl
         self._aliases: dict[tuple[str, str], tuple[float, str]] = {}
         self._info: dict[tuple[str, str], Any] = {}
+        self._examples: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     def client(self) -> Any:
         from mlflow import MlflowClient
@@ -90,6 +91,50 @@ class ModelGateway:
         if key not in self._info:
             self._info[key] = get_model_info(f"models:/{name}/{version}")
         return self._info[key]
+
+    def example(self, name: str, version: str, columns: list[str]) -> dict[str, Any]:
+        """Example inputs of a version for the catalog page: its logged input example (a
+        JSON artifact, read as data: no model code runs), else placeholders (``logged``
+        False) for ``columns``."""
+        key = (name, version)
+        if key not in self._examples:
+            self._examples[key] = self._logged_example(name, version)
+        logged = self._examples[key]
+        if logged is None:
+            row: list[Any] = [0.0] * len(columns)
+            return {"columns": columns, "row": row, "record": dict(zip(columns, row, strict=True)),
+                    "logged": False}  # fmt: skip
+        return logged
+
+    def _logged_example(self, name: str, version: str) -> dict[str, Any] | None:
+        import json
+        import tempfile
+
+        import mlflow
+
+        try:
+            saved = self.info(name, version).saved_input_example_info or {}
+            path = saved.get("artifact_path")
+            if saved.get("type") != "dataframe" or not path:
+                return None
+            with tempfile.TemporaryDirectory() as tmp:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}/{path}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+                with open(local, encoding="utf-8") as f:
+                    data = json.load(f)
+        except Exception:  # no example, or unreadable: placeholders
+            return None
+        if saved.get("pandas_orient", "split") == "split" and data.get("data"):
+            columns, row = [str(c) for c in data["columns"]], list(data["data"][0])
+        elif isinstance(data, list) and data and isinstance(data[0], dict):
+            columns, row = [str(c) for c in data[0]], list(data[0].values())
+        else:
+            return None
+        return {"columns": columns, "row": row, "record": dict(zip(columns, row, strict=False)),
+                "logged": True}  # fmt: skip
 
     async def predict(
         self, name: str, version: str, body: bytes, content_type: str, in_thread: Any

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.utils import url_path_join
 from tornado import web
 
@@ -26,9 +28,46 @@ if TYPE_CHECKING:
 
 MAX_JSON_BODY = 64 * 1024  # promotion and dataset requests are small
 _jinja = Environment(
-    loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+    # ours first, then the hub's own (page.html: navigation bar, login, theme)
+    loader=FileSystemLoader(
+        [str(Path(__file__).parent / "templates"), os.path.join(DATA_FILES_PATH, "templates")]
+    ),
     autoescape=select_autoescape(["html"]),
 )
+
+
+class HubPageUser:
+    """The hub user as the hub's page template reads it."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.name = str(model.get("name", ""))
+        self.json_escaped_name = json.dumps(self.name)[1:-1]
+        self.admin = bool(model.get("admin"))
+
+    def __getitem__(self, key: str) -> Any:  # the page's own dict-style reads
+        return getattr(self, key)
+
+
+def hub_page_context(user: dict[str, Any]) -> dict[str, Any]:
+    """What JupyterHub's ``page.html`` needs, with links into the hub."""
+    hub = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "hub/")
+
+    def static_url(path: str, include_version: bool = True) -> str:
+        return url_path_join(hub, "static", path)
+
+    return {
+        "base_url": hub,
+        "prefix": os.environ.get("JUPYTERHUB_BASE_URL", "/"),
+        "static_url": static_url,
+        "login_url": url_path_join(hub, "login"),
+        "logout_url": url_path_join(hub, "logout"),
+        "parsed_scopes": set(user.get("scopes", [])),
+        "services": [],
+        "no_spawner_check": True,
+        "version_hash": "",
+        "xsrf_token": "",
+        "announcement": "",
+    }
 
 
 class CatalogHandler(HubServiceHandler):
@@ -192,13 +231,24 @@ class PageHandler(CatalogHandler):
                 except CatalogError as e:  # the page still lists what it can
                     error = error or e.message
                     break
+        examples = {}
+        for m in models:
+            latest = [v for v in m["versions"] if v["version"] == m["latest_version"]]
+            if latest and latest[0]["signature"] and latest[0]["signature"].get("inputs"):
+                columns = [c["name"] for c in latest[0]["signature"]["inputs"]]
+                version = str(m["latest_version"])
+                examples[m["name"]] = await self.in_thread(
+                    self.app.gateway.example, m["name"], version, columns
+                )
         page = _jinja.get_template("catalog.html").render(
+            **hub_page_context(user),
+            examples=examples,
             governance=governance,
-            user=user,
+            user=HubPageUser(user),
             datasets=datasets,
             models=models,
             error=error,
-            prefix=self.app.prefix,
+            service_prefix=self.app.prefix,
             public_url=self.request.protocol + "://" + self.request.host,
             scope=PREDICT_SCOPE,
             mlflow_ui=has_web_ui(self.app.tracking_uri),
