@@ -198,7 +198,11 @@ if EXTRA:
 # the usage API and the idle culler. Keep this line last.
 configure(c)
 
-if c.JupyterHub.authenticator_class == "shared-password" and MODE == "local":
+if (
+    c.JupyterHub.authenticator_class == "shared-password"
+    and MODE == "local"
+    and os.environ.get("DSPLATFORM_BANNER") != "0"  # scripts/start prints it when ready
+):
     print(
         "\n  dsplatform (local mode) at "
         f"{c.JupyterHub.bind_url}\n"

@@ -8,6 +8,7 @@ profiles without one use the shorter ``gpu_timeout``. ``0`` never culls.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -144,7 +145,8 @@ def wire(c: Config, policy: Policy) -> None:
 
 
 def main() -> None:
-    ProfileIdleCuller.launch_instance()
+    with contextlib.suppress(KeyboardInterrupt):  # the hub stops services with SIGINT first
+        ProfileIdleCuller.launch_instance()
 
 
 if __name__ == "__main__":

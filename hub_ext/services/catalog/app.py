@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -225,10 +226,14 @@ class CatalogService(Application):
             self.prefix,
             self.datasets.refresh_seconds,
         )
+        loop = ioloop.IOLoop.current()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the hub stops services with these
+            signal.signal(signum, lambda *_: loop.add_callback_from_signal(loop.stop))
         try:
-            ioloop.IOLoop.current().start()
+            loop.start()
         finally:
             self.serving.close()
+            self.log.info("dsplatform catalog stopped")
 
 
 def main() -> None:
