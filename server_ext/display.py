@@ -20,21 +20,49 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+class Link:
+    """A link: an anchor in HTML (a browser opens it, relative paths through the hub), the
+    address in plain text."""
+
+    def __init__(self, text: str, href: str) -> None:
+        self.text, self.href = text, href
+
+    def __str__(self) -> str:
+        return self.href
+
+    def html(self) -> str:
+        return (
+            f"<a href='{html.escape(self.href, quote=True)}' target='_blank' "
+            f"rel='noopener'>{html.escape(self.text)}</a>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def __repr__(self) -> str:
+        return self.href
+
+
+def _cell_html(cell: Any) -> str:
+    return cell.html() if isinstance(cell, Link) else html.escape(str(cell))
+
+
 class Table:
     """A table that renders as HTML in Jupyter and as aligned text elsewhere."""
 
     def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = ""):
         self.columns = list(columns)
-        self.rows = [["" if c is None else str(c) for c in row] for row in rows]
+        self.cells = [["" if c is None else c for c in row] for row in rows]
+        self.rows = [[str(c) for c in row] for row in self.cells]
         self.title = title
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
             "<tr>"
-            + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in row)
+            + "".join(f"<td style='text-align:left'>{_cell_html(c)}</td>" for c in row)
             + "</tr>"
-            for row in self.rows
+            for row in self.cells
         )
         caption = (
             f"<caption style='text-align:left'><b>{html.escape(self.title)}</b></caption>"
@@ -134,7 +162,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
                 ", ".join(f"{k}@{v.split('@')[0]}" for k, v in sorted(r["datasets"].items())),
                 (r["git_sha"] or "")[:10],
                 r["time"],
-                r.get("url") or "",
+                Link("MLflow", r["url"]) if r.get("url") else "",
             )
             for r in rows
         ],

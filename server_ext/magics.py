@@ -15,6 +15,7 @@ from IPython.display import display
 
 from . import dsdata
 from .display import (
+    Link,
     datasets_table,
     gates_table,
     history_table,
@@ -268,8 +269,8 @@ class DsdataMagics(Magics):
         )
         where = f"run {result.run_id}" if result.run_id else "run queued"
         print(f"committed {result.git_sha[:10]} ({where}) in {result.experiment}")
-        if result.url:
-            print(result.url)
+        if result.url:  # a link a browser can open (through the hub in a sandbox)
+            display(Link(f"run {result.run_id} in MLflow", result.url))
         if result.note:
             print(result.note)
 

@@ -80,7 +80,10 @@ def test_experiment_magics_in_a_kernel(kernel: Kernel, project: Project) -> None
     assert match, text
     sha10, run_id = match.groups()
     assert project.git("rev-parse", "HEAD").startswith(sha10)
-    assert f"{project.tracking_uri}/#/experiments/" in text and run_id in text
+    [link] = [d for d in out.displays() if "<a href" in d.get("text/html", "")]  # clickable
+    assert link["text/html"].startswith(f"<a href='{project.tracking_uri}/#/experiments/")
+    assert run_id in link["text/html"] and "target='_blank'" in link["text/html"]
+    assert link["text/plain"].startswith(f"{project.tracking_uri}/#/experiments/")
     assert "View run" not in text and "View experiment" not in text  # MLflow's own lines
     run = project.client().get_run(run_id)
     assert run.data.params == {"lr": "0.1", "note": "two words"}  # quotes are shell quotes
