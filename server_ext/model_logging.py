@@ -85,6 +85,9 @@ def log_model(tracking_uri: str, run_id: str, source: Path) -> str:
             return f"runs:/{run_id}/model"
         estimator = load_pickle(source)
         mlflow.set_tracking_uri(tracking_uri)
+        # the fluent API refuses a run outside its active experiment: the run's own
+        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id, log_system_metrics=False):
             log_sklearn(estimator)
         return f"runs:/{run_id}/model"

@@ -177,6 +177,8 @@ def test_publish_from_a_run_without_a_model(project: Project) -> None:
     (project.root / "a.py").write_text("x = 1\n")
     run_id = dsdata.commit("no model here").run_id
     assert run_id
-    with pytest.raises(InvalidReference, match=f"Run {run_id} has no MLflow model named 'model'"):
+    with pytest.raises(
+        InvalidReference, match=f"Run {run_id} has no MLflow model: log one with %dsdata commit"
+    ):
         dsdata.publish("nothing-here", run_id=run_id)
     assert "nothing-here" not in [m["name"] for m in dsdata.models()]  # no empty model left
