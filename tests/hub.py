@@ -41,10 +41,20 @@ def traversable(path: Path) -> None:
             directory.chmod(st.st_mode & 0o7777 | 0o011)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never one this session handed out before: the kernel
+    may offer a just-closed ephemeral port again, and one hub's public and proxy-API ports
+    once came out equal that way."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class HubProcess:

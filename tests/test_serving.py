@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import time
@@ -154,8 +155,22 @@ def manager(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         yield url, secret
     finally:
-        proc.kill()
-        proc.wait(10)
+        proc.terminate()  # as Kubernetes stops the pod's process: its workers go with it
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        left = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(tmp_path / "m") in cmdline.read_bytes().decode(errors="replace"):
+                    left.append(int(cmdline.parent.name))
+            except OSError:
+                continue
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert proc.returncode == 0 and not left, (proc.returncode, left)
 
 
 def test_the_serving_manager_takes_models_from_the_catalog_only(

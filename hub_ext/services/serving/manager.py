@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps({"serving": args.port, "root": str(root), "max_workers": args.max_workers}),
         flush=True,
     )
+    loop = ioloop.IOLoop.current()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # stop the workers too, not orphan them
+        signal.signal(signum, lambda *_: loop.add_callback_from_signal(loop.stop))
     try:
-        ioloop.IOLoop.current().start()
+        loop.start()
     finally:
         pool.close()
 
