@@ -30,14 +30,13 @@ from .lineage import Lineage, find_project_root
 from .model_logging import (
     MODEL_DIGEST_TAG,
     MODEL_PATH_TAG,
-    check_model,
     content_digest,
     log_model,
+    model_source,
     quiet_mlflow,
 )
 from .params import check_key, check_values, load_file, to_metrics
 from .project import Project, git
-from .refs import inside_project
 
 
 class NothingToCommit(DsdataError):
@@ -165,10 +164,7 @@ class ExperimentService:
 
         recorded_model: dict[str, str] | None = None
         if model:
-            source = inside_project(self.root, model, "model")
-            if not source.exists():
-                raise InvalidReference(f"Model path {model!r} does not exist")
-            check_model(source)
+            source = model_source(self.root, model)
             rel = source.relative_to(self.root.resolve()).as_posix()
             recorded_model = {"path": rel, "digest": content_digest(source)}
             outputs = [*outputs, rel]

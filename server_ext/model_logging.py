@@ -34,6 +34,22 @@ def quiet_mlflow() -> Iterator[None]:
         yield
 
 
+def model_source(root: Path, path: str) -> Path:
+    """The model file or directory ``path`` names inside the project ``root``, checked.
+
+    Raises:
+        InvalidReference: outside the project, missing, or neither an MLflow model
+            directory nor one pickled model.
+    """
+    from .refs import inside_project
+
+    source = inside_project(root, path, "model")
+    if not source.exists():
+        raise InvalidReference(f"Model path {path!r} does not exist")
+    check_model(source)
+    return source
+
+
 def is_mlflow_model(source: Path) -> bool:
     return source.is_dir() and (source / "MLmodel").is_file()
 

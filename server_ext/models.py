@@ -21,12 +21,11 @@ from .lineage import Lineage
 from .model_logging import (
     MODEL_DIGEST_TAG,
     MODEL_PATH_TAG,
-    check_model,
     content_digest,
     log_model,
+    model_source,
     quiet_mlflow,
 )
-from .refs import inside_project
 from .registry_names import ModelNameError, name_filter
 
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -71,14 +70,13 @@ class ModelService:
             raise InvalidReference("Give exactly one of --path PATH or --run RUN_ID")
         client = self.experiments.client()
         note = ""
+        logged_here = False  # a run of its own, made now for an uncommitted path
         if path is not None:
-            source = inside_project(self.experiments.root, path, "model")
-            if not source.exists():
-                raise InvalidReference(f"Model path {path!r} does not exist")
-            check_model(source)
+            source = model_source(self.experiments.root, path)
             run_id = self._committed_run(client, source)  # the commit that recorded it
             if run_id is None:
-                run_id, model_uri, tags = self._log_path(source)
+                run_id, model_uri, tags = self._log_path(client, source)
+                logged_here = True
                 note = (
                     f"{path} was not recorded by a commit: run {run_id} holds only the model. "
                     f"Commit it with %dsdata commit -m MSG --model {path} to tie it to the "
@@ -87,7 +85,7 @@ class ModelService:
         if not re.fullmatch(r"[0-9a-f]{32}", run_id or ""):
             raise InvalidReference(f"Invalid run id {run_id!r}: expected 32 hex characters")
         assert run_id is not None
-        if not note:
+        if not logged_here:
             source_run = self._run(client, run_id)
             if not self._has_model(client, source_run):
                 raise InvalidReference(
@@ -208,7 +206,7 @@ class ModelService:
         )
         return any(m.name == "model" for m in logged)
 
-    def _log_path(self, source: Path) -> tuple[str, str, dict[str, str]]:
+    def _log_path(self, client: Any, source: Path) -> tuple[str, str, dict[str, str]]:
         """Log ``source`` (which no commit recorded) as the model of a run of its own, tagged
         with the project's lineage and saying so.
 
@@ -228,7 +226,6 @@ class ModelService:
             tags["dsdata.git_sha"] = head
         for record in Lineage(root).current().values():
             tags[f"dsdata.dataset.{record['dataset']}"] = f"{record['version']}@{record['rev']}"
-        client = self.experiments.client()
         experiment_id = self.experiments._experiment_id(client, self.experiments.experiment_name)
         run = client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
         run_id = str(run.info.run_id)
