@@ -29,9 +29,15 @@ def is_name(text: str) -> bool:
     return len(text) <= MAX_NAME and fullname_re.match(text) is not None
 
 
-def shown(text: str, limit: int = 60) -> str:
-    """``text`` quoted for a message, cut to ``limit`` characters."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text)} chars)"
+def shown(value: Any, limit: int = 60) -> str:
+    """``value`` for a message (its repr), cut to about ``limit`` characters; a long string
+    says how long it was."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return repr(value[:limit]) + f"… ({len(value)} chars)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def release_tag(name: str, version: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from hub_ext.admission.profiles import Profile, Range
 from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.units import QuantityError, format_bytes, format_cpu, parse_bytes
+from server_ext.refs import shown
 
 OPTION_KEYS = ("profile", "cpu", "memory", "gpus", "disk")
 
@@ -142,7 +143,7 @@ def _number(key: str, raw: Any) -> float:
         raise Refusal(
             "invalid",
             f"Option {key!r} must be a number like 2 or 0.5 (a JSON number, or a string of "
-            f"digits), not {shown(raw)}",
+            f"digits), not {shown(raw, 40)}",
         )
     try:
         value = float(raw)
@@ -159,14 +160,10 @@ def _whole(key: str, raw: Any) -> float:
     if isinstance(raw, str) and WHOLE_RE.match(raw):
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise Refusal("invalid", f"Option {key!r} must be a whole number >= 0, got {shown(raw)}")
+        raise Refusal(
+            "invalid", f"Option {key!r} must be a whole number >= 0, got {shown(raw, 40)}"
+        )
     return raw
-
-
-def shown(raw: Any) -> str:
-    """A value for a message: its repr, cut to 40 characters."""
-    text = repr(raw)
-    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _size(key: str, raw: Any) -> float:
