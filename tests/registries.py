@@ -205,15 +205,6 @@ GTO_FILES = {
 }
 
 
-class GtoRegistry(NamedTuple):
-    path: Path
-    remote: Path
-
-    @property
-    def url(self) -> str:
-        return os.fspath(self.path)
-
-
 def _cli(cwd: Path, tool: str, *args: str) -> str:
     """Run ``dvc``/``gto``/``git`` of this environment in ``cwd`` (fails loudly)."""
     import subprocess
@@ -231,7 +222,7 @@ def _cli(cwd: Path, tool: str, *args: str) -> str:
     return proc.stdout
 
 
-def build_gto_registry(base: Path) -> GtoRegistry:
+def build_gto_registry(base: Path) -> Registry:
     """Every case GTO knows, made with ``dvc add``/``dvc push``/``gto register|assign|
     deprecate``:
 
@@ -294,14 +285,14 @@ def build_gto_registry(base: Path) -> GtoRegistry:
     _cli(path, "gto", "deprecate", "table", "v1.1.0-rc.1", "staging")  # unassign
     _cli(path, "gto", "deprecate", "sub:feats", "v2.0.0")  # deregister
     _cli(path, "git", "tag", "table@v9.0.0")  # lightweight: not a release
-    return GtoRegistry(path, remote)
+    return Registry(path, remote)
 
 
 @pytest.fixture(scope="session", name="gto_registry")
 def gto_registry_fixture(
     tmp_path_factory: pytest.TempPathFactory, dvc_site_cache: Path
-) -> GtoRegistry:
+) -> Registry:
     memo = (os.fspath(tmp_path_factory.getbasetemp()), "gto-registry")
     if memo not in _built:
-        _built[memo] = build_gto_registry(tmp_path_factory.mktemp("gto"))  # type: ignore[assignment]
-    return _built[memo]  # type: ignore[return-value]
+        _built[memo] = build_gto_registry(tmp_path_factory.mktemp("gto"))
+    return _built[memo]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from .registries import (  # noqa: F401  (fixtures)
     registry_fixture,
     release,
 )
-from .rest import API, body, error_of
+from .rest import API, body, dsdata_server_config, error_of
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -37,11 +36,7 @@ def jp_server_config(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
     """The extension on, reading our registry; set before the server starts."""
-    monkeypatch.setenv("DSDATA_REGISTRIES", registry.url)
-    monkeypatch.setenv("DSDATA_CACHE_DIR", os.fspath(tmp_path / "cache"))
-    monkeypatch.delenv("DSDATA_CATALOG_URL", raising=False)
-    monkeypatch.delenv("DSPLATFORM_WORKSPACE", raising=False)
-    return {"ServerApp": {"jpserver_extensions": {"server_ext": True}}}
+    return dsdata_server_config(monkeypatch, registry.url, tmp_path / "cache")
 
 
 async def start_pull(fetch: Any, **request: Any) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from .hub import HubProcess
-from .registries import GtoRegistry, dvc_site_cache_fixture, gto_registry_fixture  # noqa: F401
+from .registries import Registry, dvc_site_cache_fixture, gto_registry_fixture  # noqa: F401
 from .test_hub_spawn import run_in_kernel
 
 pytestmark = pytest.mark.hub
@@ -73,7 +73,7 @@ def test_sandbox_preloads_pulls_and_cannot_see_restricted(clean_hub: HubProcess)
 
 
 def test_a_gto_registry_through_the_hub(
-    tmp_path_factory: pytest.TempPathFactory, gto_registry: GtoRegistry
+    tmp_path_factory: pytest.TempPathFactory, gto_registry: Registry
 ) -> None:
     """The catalog service reads a registry made with the gto CLI as GTO does; a sandbox
     pulls a single file and a nested artifact through it (names with ':' in its URLs)."""

@@ -25,12 +25,12 @@ from server_ext.display import datasets_table, info_table
 from server_ext.errors import UnknownDataset, UnknownVersion
 
 from .registries import (  # noqa: F401  (fixtures)
-    GtoRegistry,
+    Registry,
     dvc_site_cache_fixture,
     gto_registry_fixture,
     md5_tree,
 )
-from .rest import API, body
+from .rest import API, body, dsdata_server_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -44,11 +44,11 @@ def tool(name: str, *args: str, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def gto_show(registry: GtoRegistry, name: str | None = None) -> Any:
+def gto_show(registry: Registry, name: str | None = None) -> Any:
     return json.loads(tool("gto", "show", *([name] if name else []), "--json", cwd=registry.path))
 
 
-def dvc_get(registry: GtoRegistry, name: str, out: Path, *option: str) -> Path:
+def dvc_get(registry: Registry, name: str, out: Path, *option: str) -> Path:
     tool("dvc", "artifacts", "get", registry.url, name, *option, "-o", os.fspath(out))
     return out
 
@@ -63,15 +63,13 @@ def tree(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def service(gto_registry: GtoRegistry, tmp_path: Path) -> DataService:
+def service(gto_registry: Registry, tmp_path: Path) -> DataService:
     (tmp_path / "ws").mkdir()
     cache = tmp_path / "cache"
     return DataService(tmp_path / "ws", cache, RegistryCatalog([gto_registry.url], cache))
 
 
-def test_the_listing_is_what_gto_show_reports(
-    service: DataService, gto_registry: GtoRegistry
-) -> None:
+def test_the_listing_is_what_gto_show_reports(service: DataService, gto_registry: Registry) -> None:
     shown = gto_show(gto_registry)
     entries = {e.name: e for e in service.list_datasets()}
     # every active artifact GTO shows, except the model; the broken one with its error
@@ -117,7 +115,7 @@ def test_the_listing_is_what_gto_show_reports(
 )
 def test_a_pull_gives_the_bytes_of_dvc_artifacts_get(
     service: DataService,
-    gto_registry: GtoRegistry,
+    gto_registry: Registry,
     tmp_path: Path,
     reference: str,
     option: tuple[str, ...],
@@ -181,13 +179,9 @@ def test_a_single_file_dataset_through_status_info_and_repull(service: DataServi
 # --- the same registry through /dsdata/api/ -------------------------------------------------
 @pytest.fixture
 def jp_server_config(
-    gto_registry: GtoRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gto_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
-    monkeypatch.setenv("DSDATA_REGISTRIES", gto_registry.url)
-    monkeypatch.setenv("DSDATA_CACHE_DIR", os.fspath(tmp_path / "cache"))
-    monkeypatch.delenv("DSDATA_CATALOG_URL", raising=False)
-    monkeypatch.delenv("DSPLATFORM_WORKSPACE", raising=False)
-    return {"ServerApp": {"jpserver_extensions": {"server_ext": True}}}
+    return dsdata_server_config(monkeypatch, gto_registry.url, tmp_path / "cache")
 
 
 async def test_the_rest_api_lists_and_pulls_nested_and_single_file_datasets(

@@ -48,8 +48,7 @@ class HubServiceHandler(HubOAuthenticated, web.RequestHandler):
     proxy still sending it, which then shows its own 503 page. Handlers read :attr:`body`.
     """
 
-    _body: bytearray | None = None
-    _body_refused = False
+    _body: bytearray | None = None  # after prepare(): None once the body is refused
 
     @property
     def body_limit(self) -> int:
@@ -65,24 +64,23 @@ class HubServiceHandler(HubOAuthenticated, web.RequestHandler):
         declared = self.request.headers.get("Content-Length", "")
         length = int(declared) if declared.isascii() and declared.isdigit() else 0
         if length > self.body_limit:
-            self._body_refused, self._body = True, None
+            self._body = None
             if length <= DISCARD_AT_MOST and self.request.connection is not None:
                 self.request.connection.set_max_body_size(length)  # type: ignore[attr-defined]
 
     def check_body(self) -> None:
         """413 for a body over the limit (call before using :attr:`body`)."""
-        if self._body_refused:
+        if self._body is None:
             raise web.HTTPError(
                 413,
                 f"The request body is over this service's limit: at most {self.body_limit} bytes",
             )
 
     def data_received(self, chunk: bytes) -> None:
-        if self._body_refused or self._body is None:
+        if self._body is None:
             return  # refused: read and dropped
         self._body.extend(chunk)
         if len(self._body) > self.body_limit:  # a chunked body without a Content-Length
-            self._body_refused = True
             self._body = None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
