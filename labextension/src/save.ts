@@ -45,7 +45,7 @@ export function saveRendererFactory(
   app: JupyterFrontEnd
 ): IRenderMime.IRendererFactory {
   return {
-    safe: true,
+    safe: false, // an opened (untrusted) notebook's old output saves nothing
     mimeTypes: [SAVE_MIME],
     defaultRank: 0,
     createRenderer: () => new SaveRenderer(app)
