@@ -25,6 +25,7 @@ from .display import (
     status_table,
 )
 from .errors import DsdataError
+from .lineage import find_project_root
 from .notebook import ensure_saved
 from .params import parse_pairs
 from .progress import PullBar
@@ -255,9 +256,9 @@ class DsdataMagics(Magics):
         display(status_table(dsdata.status()))
 
     def _commit(self, args: argparse.Namespace) -> None:
-        saved = ensure_saved(lambda bundle: display(bundle, raw=True))
-        if saved is not None:
-            print(f"saved {saved.name}")
+        saved = ensure_saved(lambda bundle: display(bundle, raw=True), find_project_root())
+        if saved:
+            print(f"saved {', '.join(path.name for path in saved)}")
         result = dsdata.commit(
             args.message,
             params=parse_pairs(args.param, "param"),

@@ -44,8 +44,15 @@ class Outputs:
 
 
 class Kernel:
-    def __init__(self, client: BlockingKernelClient) -> None:
+    def __init__(self, client: BlockingKernelClient, manager: KernelManager | None = None) -> None:
         self.client = client
+        self.manager = manager
+
+    def shutdown(self) -> None:
+        """Shut the kernel down as JupyterLab's "Shut Down Kernel" does (a request)."""
+        assert self.manager is not None
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)
 
     def run(self, code: str, timeout: float = 120) -> Outputs:
         messages: list[dict[str, Any]] = []
@@ -62,7 +69,8 @@ def running_kernel(env: Mapping[str, str], cwd: Path) -> Iterator[Kernel]:
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
-        yield Kernel(client)
+        yield Kernel(client, manager)
     finally:
         client.stop_channels()
-        manager.shutdown_kernel(now=True)
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)

@@ -204,6 +204,54 @@ def test_a_notebook_with_unsaved_cells_is_not_committed(project: Project, tmp_pa
         assert "analysis.ipynb" in project.git("ls-files")
 
 
+def test_another_notebook_with_unsaved_cells_is_not_committed(
+    project: Project, tmp_path: Path
+) -> None:
+    """Two notebooks' kernels of one user: cells ran in ``notes/analysis.ipynb`` after its
+    last save; a commit from ``report.ipynb`` (no frontend) is refused naming it, goes
+    through once it is saved, and once its kernel is shut down its changes no longer
+    block."""
+    empty = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
+    (project.root / "notes").mkdir()
+    analysis = project.root / "notes" / "analysis.ipynb"
+    analysis.write_text(empty)
+    (project.root / "report.ipynb").write_text(empty)
+    env = dict(os.environ)
+    env["IPYTHONDIR"] = os.fspath(tmp_path / "ipython")
+    env["JUPYTER_RUNTIME_DIR"] = os.fspath(tmp_path / "runtime")
+    env["DSDATA_SAVE_TIMEOUT"] = "1"
+    records = tmp_path / "runtime" / "dsplatform-kernels"
+    with (
+        running_kernel({**env, "JPY_SESSION_NAME": "notes/analysis.ipynb"},
+                       analysis.parent) as other,
+        running_kernel({**env, "JPY_SESSION_NAME": "report.ipynb"}, project.root) as kernel,
+    ):  # fmt: skip
+        other.run("y = 6 * 7")  # ran in another tab, not saved
+        out = kernel.run('%dsdata commit -m "stale"')
+        assert out.stream().startswith(
+            "dsdata commit: notes/analysis.ipynb has changes that are not saved (cells ran "
+            "after it was last saved at "
+        ), out.stream()
+        assert "shut down its kernel" in out.stream()
+        [request] = [d for d in out.displays() if SAVE_MIME in d]
+        assert request[SAVE_MIME]["notebooks"] == ["notes/analysis.ipynb"]
+        assert project.head() is None
+        for notebook in (analysis, project.root / "report.ipynb"):  # saved (by the user)
+            notebook.write_text(notebook.read_text())
+        out = kernel.run('%dsdata commit -m "saved"')
+        assert out.stream().startswith("committed "), out.stream()
+        assert "notes/analysis.ipynb" in project.git("ls-files")
+
+        other.run("y = 0")  # unsaved again, then the user shuts that kernel down
+        assert len(list(records.glob("*.json"))) == 2  # one record per live kernel
+        other.shutdown()
+        (project.root / "a.py").write_text("x = 1\n")
+        (project.root / "report.ipynb").write_text(empty)
+        out = kernel.run('%dsdata commit -m "after the other kernel stopped"')
+        assert out.stream().startswith("committed "), out.stream()
+        assert len(list(records.glob("*.json"))) == 1  # the stopped kernel's is gone
+
+
 def test_bad_experiment_input_in_a_kernel_is_a_message(kernel: Kernel, project: Project) -> None:
     (project.root / "a.py").write_text("x = 1\n")
     cases = [

@@ -16,9 +16,11 @@ from server_ext.experiments import ExperimentService, UnknownRun
 
 from .mlflow_server import Project, mlflow_server_fixture, project_fixture  # noqa: F401
 from .registries import (  # noqa: F401
+    GTO_FILES,
     Registry,
     dvc_site_cache_fixture,
     expected_tree,
+    gto_registry_fixture,
     md5_tree,
     registry_fixture,
     release,
@@ -82,6 +84,40 @@ def test_reproduce_recreates_code_data_and_outputs(
     # the project itself was not touched
     assert (root / "train.py").read_text() == "DEPTH = 9\n"
     assert project.head() == later.git_sha
+
+
+def test_reproduce_single_file_datasets_of_a_gto_registry(
+    project: Project, gto_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single files (``table`` by its GTO stage, ``sub:feats`` of a nested ``dvc.yaml``) are
+    recorded by commit and come back byte for byte, by version, in the reproduction."""
+    monkeypatch.setenv("DSDATA_REGISTRIES", gto_registry.url)
+    root = project.root
+    table = dsdata.pull("table@prod")
+    feats = dsdata.pull("sub:feats")
+    assert (table.path, table.version, feats.path) == ("data/table.csv", "v1.0.0", "data/feats.csv")
+    (root / "train.py").write_text("print('fit')\n")
+    original = dsdata.commit("on single files")
+    assert original.run_id
+    run = project.client().get_run(original.run_id)
+    assert run.data.tags["dsdata.dataset.table"] == f"v1.0.0@{gto_registry.rev('table@v1.0.0')}"
+    assert run.data.tags["dsdata.dataset.sub:feats"].startswith("v1.0.0@")
+
+    dsdata.pull("table", force=True)  # the project moves on to the pre-release
+    assert (root / "data" / "table.csv").read_bytes() == GTO_FILES["table"]["v1.1.0-rc.1"]
+    dsdata.commit("moved on")
+
+    target = tmp_path / "again"
+    result = dsdata.reproduce(original.run_id, str(target))
+    assert result["identical"] is True
+    rows = {d["path"]: (d["dataset"], d["version"], d["identical"]) for d in result["datasets"]}
+    assert rows == {
+        "data/table.csv": ("table", "v1.0.0", True),
+        "data/feats.csv": ("sub:feats", "v1.0.0", True),
+    }
+    assert (target / "data" / "table.csv").read_bytes() == GTO_FILES["table"]["v1.0.0"]
+    assert (target / "data" / "feats.csv").read_bytes() == GTO_FILES["sub:feats"]["v1.0.0"]
+    assert (root / "data" / "table.csv").read_bytes() == GTO_FILES["table"]["v1.1.0-rc.1"]
 
 
 def test_reproduce_into_the_default_directory(project: Project) -> None:

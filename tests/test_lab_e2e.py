@@ -14,6 +14,7 @@ sandbox spawned by the real hub, through its proxy under ``/user/alice/``, and p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -34,10 +35,12 @@ from . import processes
 from .hub import REPO, HubProcess, free_port
 from .mlflow_server import RESOURCES, MLflowServer, mlflow_server_fixture  # noqa: F401
 from .registries import (  # noqa: F401  (fixtures)
+    GTO_FILES,
     Registry,
     big_registry_fixture,
     dvc_site_cache_fixture,
     expected_tree,
+    gto_registry_fixture,
     md5_tree,
     registry_fixture,
     release,
@@ -117,9 +120,9 @@ def pickled_model(path: Path) -> None:
         pickle.dump(LinearRegression().fit(X, X["x1"] * 2 - 1), f)
 
 
-@pytest.fixture
-def lab(
-    tmp_path: Path, mlflow_server: MLflowServer, registry: Registry, big_registry: Registry
+@contextlib.contextmanager
+def jupyter_lab(
+    tmp_path: Path, mlflow_server: MLflowServer, registries: list[Registry]
 ) -> Iterator[JupyterLab]:
     """JupyterLab over a fresh project with a sandbox's environment (user alice)."""
     root = tmp_path / "lab-e2e-project"  # names the MLflow experiment
@@ -139,7 +142,7 @@ def lab(
     env.update(
         MLFLOW_TRACKING_URI=mlflow_server.url,
         DSDATA_DVC_REMOTE=str(tmp_path / "dvc-remote"),
-        DSDATA_REGISTRIES=f"{registry.url},{big_registry.url}",
+        DSDATA_REGISTRIES=",".join(r.url for r in registries),
         DSDATA_CACHE_DIR=str(tmp_path / "cache"),
         JUPYTERHUB_USER="alice",
         DSPLATFORM_PROFILE="cpu-small",
@@ -152,6 +155,24 @@ def lab(
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, mlflow_server: MLflowServer, registry: Registry, big_registry: Registry
+) -> Iterator[JupyterLab]:
+    """JupyterLab over the two DVC registries of the e2e story."""
+    with jupyter_lab(tmp_path, mlflow_server, [registry, big_registry]) as server:
+        yield server
+
+
+@pytest.fixture
+def gto_lab(
+    tmp_path: Path, mlflow_server: MLflowServer, gto_registry: Registry
+) -> Iterator[JupyterLab]:
+    """JupyterLab over the registry made with the ``dvc`` and ``gto`` CLIs."""
+    with jupyter_lab(tmp_path, mlflow_server, [gto_registry]) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +313,30 @@ def test_a_commit_from_a_notebook_records_the_cells_that_ran(
     assert match, summary
     run = MlflowClient(mlflow_server.url).get_run(match.group(1))
     assert run.data.tags["mlflow.runName"] == "from the notebook"
+
+
+def test_the_sidebar_shows_a_gto_registry_as_gto_does(gto_lab: JupyterLab, artifacts: Path) -> None:
+    """Single-file, nested ``DIR:NAME``, directory and undescribable datasets in the
+    sidebar (``ui-tests/gto-sidebar.mjs``), and pulls of the files to ``data/<file>``."""
+    proc = run_node("gto-sidebar.mjs", {"LAB_URL": gto_lab.url, "LAB_TOKEN": gto_lab.token},
+                    "gto-sidebar.log")  # fmt: skip
+    assert proc.returncode == 0, (
+        f"the GTO sidebar story failed (screenshots in {ARTIFACTS}):\n"
+        f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}\n--- jupyter lab log ---\n{gto_lab.log()}"
+    )
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    # what `gto show` lists as datasets; the deprecated one and the model are not there
+    assert sorted(summary["names"]) == ["broken", "images", "sub:feats", "table"], summary
+    rows = summary["rows"]
+    assert "one file" in rows["table"] and "versions: v1.1.0-rc.1, v1.0.0" in rows["table"]
+    assert "stages: prod → v1.0.0" in rows["table"]  # staging was unassigned
+    assert "one file" in rows["sub:feats"] and "versions: v1.0.0" in rows["sub:feats"]
+    assert "v2.0.0" not in rows["sub:feats"]  # deregistered
+    assert "in 2 files" in rows["images"] and "dev → v1.0.0" in rows["images"]
+    assert "Unavailable:" in rows["broken"], rows["broken"]
+    assert summary["versions"]["table"] == ["", "v1.1.0-rc.1", "v1.0.0", "prod"], summary
+    assert summary["proposed"] == {"table": "data/table.csv", "sub:feats": "data/feats.csv"}
+    assert (gto_lab.root / "data" / "table.csv").read_bytes() == GTO_FILES["table"]["v1.0.0"]
+    feats = (gto_lab.root / "data" / "feats.csv").read_bytes()
+    assert feats == GTO_FILES["sub:feats"]["v1.0.0"]
+    assert summary["pulled"][0].startswith("Pulled table v1.0.0 into data/table.csv"), summary
