@@ -10,6 +10,7 @@ from mlflow.types import ColSpec, Schema
 from traitlets.config import Config
 
 from hub_ext.datasets.catalog import DatasetCatalog
+from hub_ext.monitoring.settings import PlatformMonitoring
 from hub_ext.services.catalog.config import ACCESS, PREDICT_SCOPE, PlatformCatalog, catalog_roles
 from hub_ext.services.catalog.openapi import model_openapi, signature_columns
 from hub_ext.setup import configure
@@ -175,8 +176,13 @@ def test_every_setting_of_the_catalog_reaches_the_service() -> None:
             "metadata_dir": "/srv/metadata",
             "refresh_seconds": 5,
         },
+        "PlatformMonitoring": {
+            "enabled": False, "sample_size": 77, "sample_rate": 0.5, "max_versions": 3,
+            "max_features": 9, "min_window": 11, "drift_p_value": 0.05, "reference_rows": 99,
+            "drift_interval": 7,
+        },  # fmt: skip
     }
-    for cls in (PlatformCatalog, DatasetCatalog):
+    for cls in (PlatformCatalog, DatasetCatalog, PlatformMonitoring):
         assert set(changed[cls.__name__]) == set(cls.class_trait_names(config=True)), (
             f"a new {cls.__name__} trait: add it here with a value unlike its default"
         )
@@ -193,6 +199,8 @@ def test_every_setting_of_the_catalog_reaches_the_service() -> None:
         assert getattr(app.catalog, name) == value, name
     for name, value in changed["DatasetCatalog"].items():
         assert getattr(app.datasets, name) == value, name
+    for name, value in changed["PlatformMonitoring"].items():
+        assert getattr(app.monitoring, name) == value, name
     assert app._listing.refresh == 5  # what the running listing uses
     assert app.max_request_bytes == 12345
     assert app.listen_address() == ("0.0.0.0", 12346)

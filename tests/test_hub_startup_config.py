@@ -33,6 +33,10 @@ CASES = [
         "c.ProfileSpawner.profiles[0] ('a'): key 'gpus': unknown key",
     ),
     (
+        "c.PlatformMonitoring.sample_rate = 1.5",
+        "c.PlatformMonitoring.sample_rate: 1.5 is not between 0 and 1",
+    ),
+    (
         "c.QuotaPolicy.groups = {'ml': {'gpu': 2}}",
         "c.QuotaPolicy.groups['ml']: unknown key 'gpu'",
     ),

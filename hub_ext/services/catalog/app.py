@@ -40,7 +40,8 @@ from traitlets import Unicode, default
 from traitlets.config import Application
 
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
-from hub_ext.services.catalog import datasets, promotion_handlers
+from hub_ext.monitoring.settings import PlatformMonitoring
+from hub_ext.services.catalog import datasets, monitoring, promotion_handlers
 from hub_ext.services.catalog.config import PlatformCatalog
 from hub_ext.services.catalog.datasets import DatasetFetcher
 from hub_ext.services.catalog.gateway import ModelGateway, Serving
@@ -113,6 +114,7 @@ class CatalogService(Application):
         cache = os.environ.get("DSDATA_CACHE_DIR") or str(metadata / "cache")
         self.fetcher = DatasetFetcher(Path(cache), metadata)
         self.governance = ModelGovernance(config=self.config)
+        self.monitoring = PlatformMonitoring(config=self.config)
         self.promotions: Promotions | None = None  # made in start(): it opens the database
         self._groups: dict[str, tuple[float, list[str]]] = {}
 
@@ -196,6 +198,7 @@ class CatalogService(Application):
                 PredictHandler,
             ),
             (url_path_join(p, "(ping|health)"), PingHandler),
+            *monitoring.routes(lambda path: url_path_join(p, path)),
             (url_path_join(p, r"api/models/([^/]+)/([^/]+)/openapi.json"), OpenAPIHandler),
             (url_path_join(p, "mlflow"), web.RedirectHandler, {"url": url_path_join(p, "mlflow/")}),
             (url_path_join(p, "mlflow/(.*)"), MLflowUIHandler, {"tracking_uri": self.tracking_uri}),
@@ -215,6 +218,8 @@ class CatalogService(Application):
         self.gateway = ModelGateway(
             self.tracking_uri, self.serving, ModelFiles(root / "models", self.tracking_uri)
         )
+        self.monitor = monitoring.DriftMonitor(self, self.monitoring)
+        self.monitor.start()
         host, port = self.listen_address()
         app = self.make_app()
         # the server refuses huge bodies outright; the handler answers 413 above the limit

@@ -16,6 +16,8 @@ from traitlets.config import Config, Configurable
 
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
 from hub_ext.errors import ConfigError
+from hub_ext.monitoring.settings import PlatformMonitoring
+from hub_ext.monitoring.settings import check as check_monitoring
 from hub_ext.services.catalog.governance import APPROVE_SCOPE, ModelGovernance
 from hub_ext.services.catalog.governance import check as check_governance
 from hub_ext.services.handoff import service_config
@@ -81,12 +83,14 @@ def check_catalog(settings: PlatformCatalog) -> None:
 
 def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> dict[str, Any]:
     """The hub service entry of the catalog: its command, URL and handed-over settings."""
+    handed_over = (PlatformCatalog, DatasetCatalog, ModelGovernance, ModelServing,
+                   PlatformMonitoring)  # fmt: skip
     return {
         "name": SERVICE,
         "url": f"http://{settings.host}:{settings.port}",
         "command": [sys.executable, "-m", "hub_ext.services.catalog"],
         "environment": {
-            **service_config(c, PlatformCatalog, DatasetCatalog, ModelGovernance, ModelServing),
+            **service_config(c, *handed_over),
             "MLFLOW_TRACKING_URI": tracking_uri,
             # the shared dataset cache: the catalog is its one writer (sandboxes read it)
             "DSDATA_CACHE_DIR": str(c.ProfileSpawner.get("dataset_cache_dir", "")),
@@ -167,6 +171,7 @@ def check(c: Config) -> None:
     check_dataset_groups(DatasetCatalog(config=c).dataset_groups)
     check_governance(c)
     check_serving(c)
+    check_monitoring(c)
 
 
 def wire(c: Config) -> None:

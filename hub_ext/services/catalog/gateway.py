@@ -52,7 +52,7 @@ class ModelGateway:
         self.alias_ttl = alias_ttl
         self._aliases: dict[tuple[str, str], tuple[float, str]] = {}
         self._info: dict[tuple[str, str], Any] = {}
-        self._examples: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._examples: dict[tuple[str, str], dict[str, list[Any]] | None] = {}
 
     def client(self) -> Any:
         from mlflow import MlflowClient
@@ -93,20 +93,26 @@ class ModelGateway:
         return self._info[key]
 
     def example(self, name: str, version: str, columns: list[str]) -> dict[str, Any]:
-        """Example inputs of a version for the catalog page: its logged input example (a
-        JSON artifact, read as data: no model code runs), else placeholders (``logged``
-        False) for ``columns``."""
-        key = (name, version)
-        if key not in self._examples:
-            self._examples[key] = self._logged_example(name, version)
-        logged = self._examples[key]
-        if logged is None:
+        """Example inputs of a version for the catalog page: the first row of its logged
+        input example, else placeholders (``logged`` False) for ``columns``."""
+        logged = self.example_columns(name, version)
+        if logged is None or not all(logged.values()):
             row: list[Any] = [0.0] * len(columns)
             return {"columns": columns, "row": row, "record": dict(zip(columns, row, strict=True)),
                     "logged": False}  # fmt: skip
-        return logged
+        first = [values[0] for values in logged.values()]
+        return {"columns": list(logged), "row": first,
+                "record": dict(zip(logged, first, strict=True)), "logged": True}  # fmt: skip
 
-    def _logged_example(self, name: str, version: str) -> dict[str, Any] | None:
+    def example_columns(self, name: str, version: str) -> dict[str, list[Any]] | None:
+        """The version's logged input example as columns (a JSON artifact, read as data:
+        no model code runs), cached per version; None without one."""
+        key = (name, version)
+        if key not in self._examples:
+            self._examples[key] = self._logged_example(name, version)
+        return self._examples[key]
+
+    def _logged_example(self, name: str, version: str) -> dict[str, list[Any]] | None:
         import json
         import tempfile
 
@@ -127,14 +133,17 @@ class ModelGateway:
                     data = json.load(f)
         except Exception:  # no example, or unreadable: placeholders
             return None
-        if saved.get("pandas_orient", "split") == "split" and data.get("data"):
-            columns, row = [str(c) for c in data["columns"]], list(data["data"][0])
+        if saved.get("pandas_orient", "split") == "split" and isinstance(data, dict):
+            names = [str(c) for c in data.get("columns") or []]
+            rows = [r for r in data.get("data") or [] if isinstance(r, list)]
         elif isinstance(data, list) and data and isinstance(data[0], dict):
-            columns, row = [str(c) for c in data[0]], list(data[0].values())
+            names = [str(c) for c in data[0]]
+            rows = [[r.get(c) for c in names] for r in data if isinstance(r, dict)]
         else:
             return None
-        return {"columns": columns, "row": row, "record": dict(zip(columns, row, strict=False)),
-                "logged": True}  # fmt: skip
+        if not names or not rows:
+            return None
+        return {c: [r[i] if i < len(r) else None for r in rows] for i, c in enumerate(names)}
 
     async def predict(
         self, name: str, version: str, body: bytes, content_type: str, in_thread: Any

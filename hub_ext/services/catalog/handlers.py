@@ -17,6 +17,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from hub_ext.datasets.catalog import visible
+from hub_ext.monitoring.gateway_metrics import predicted_rows
 from hub_ext.services.catalog.config import PREDICT_SCOPE
 from hub_ext.services.catalog.errors import CatalogError
 from hub_ext.services.catalog.openapi import model_openapi
@@ -157,7 +158,12 @@ class ModelRefHandler(CatalogHandler):
 
 
 class PredictHandler(ModelRefHandler):
-    """``POST …/{name}/{alias|version}/predict`` and MLflow's ``…/invocations``."""
+    """``POST …/{name}/{alias|version}/predict`` and MLflow's ``…/invocations``; every call
+    is counted (:mod:`hub_ext.monitoring.gateway_metrics`) and answered inputs are sampled
+    for drift."""
+
+    served = ("", "")  # (model, version) once the version is resolved
+    rows = 0
 
     async def post(self, name: str, ref: str) -> None:
         user = self.require_user()
@@ -178,12 +184,23 @@ class PredictHandler(ModelRefHandler):
                 f"Request of {len(body)} bytes exceeds the limit of {self.app.max_request_bytes}",
             )
         version = await self.version_of(name, ref)
+        self.served = (name, version)
         content_type = self.request.headers.get("Content-Type", "application/json")
         answer = await self.app.gateway.predict(name, version, body, content_type, self.in_thread)
+        monitor = self.app.monitor
+        if monitor.enabled and 200 <= answer.status < 300:
+            self.rows = predicted_rows(answer.body)
+            monitor.windows.offer(self.served, body, content_type)
         self.set_header("X-Model-Version", version)
         self.set_status(answer.status)
         self.set_header("Content-Type", "application/json")
         self.finish(answer.body)
+
+    def on_finish(self) -> None:
+        monitor = self.app.monitor
+        if monitor.enabled:
+            seconds = self.request.request_time()
+            monitor.metrics.observe(*self.served, self.get_status(), seconds, self.rows)
 
 
 class PingHandler(CatalogHandler):

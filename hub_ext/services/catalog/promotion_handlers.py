@@ -36,9 +36,15 @@ class PromotionRoute(CatalogHandler):
             raise web.HTTPError(503, "Promotions need the platform's MLflow server")
         return found
 
-    async def run(self, func: Any, *args: Any, status: int = 200, **kwargs: Any) -> None:
-        """``func`` in a thread, its result as JSON (a CatalogError answers with its status)."""
-        self.write_json(await self.in_thread(lambda: func(*args, **kwargs)), status=status)
+    async def run(
+        self, func: Any, *args: Any, status: int = 200, event: str = "", **kwargs: Any
+    ) -> None:
+        """``func`` in a thread, its result as JSON (a CatalogError answers with its status);
+        a done ``event`` (``requested``, ``approved``, ...) is counted in the metrics."""
+        result = await self.in_thread(lambda: func(*args, **kwargs))
+        if event and self.app.monitor.enabled:
+            self.app.monitor.metrics.promotion(str(args[0]), event)
+        self.write_json(result, status=status)
 
 
 class PromotionsHandler(PromotionRoute):
@@ -58,7 +64,7 @@ class PromotionsHandler(PromotionRoute):
         if not isinstance(alias, str) or not isinstance(body.get("note", ""), str):
             raise web.HTTPError(400, "'alias' and 'note' must be strings")
         await self.run(self.promotions.request, name, str(version), alias,
-                       body.get("note", ""), caller, status=201)  # fmt: skip
+                       body.get("note", ""), caller, status=201, event="requested")  # fmt: skip
 
 
 class DecisionHandler(PromotionRoute):
@@ -69,7 +75,8 @@ class DecisionHandler(PromotionRoute):
         if not isinstance(reason, str) or not isinstance(override, bool):
             raise web.HTTPError(400, "'reason' must be a string and 'override' a boolean")
         await self.run(self.promotions.decide, name, promotion, caller,
-                       approve=decision == "approve", reason=reason, override=override)  # fmt: skip
+                       approve=decision == "approve", reason=reason, override=override,
+                       event="approved" if decision == "approve" else "rejected")  # fmt: skip
 
 
 class RollbackHandler(PromotionRoute):
@@ -79,7 +86,7 @@ class RollbackHandler(PromotionRoute):
         alias, reason = body["alias"], body.get("reason", "")
         if not isinstance(alias, str) or not isinstance(reason, str):
             raise web.HTTPError(400, "'alias' and 'reason' must be strings")
-        await self.run(self.promotions.rollback, name, alias, reason, caller)
+        await self.run(self.promotions.rollback, name, alias, reason, caller, event="rolled_back")
 
 
 class HistoryHandler(PromotionRoute):

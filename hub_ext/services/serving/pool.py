@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,7 @@ class WorkerPool:
         self._workers: OrderedDict[str, Worker] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.starts = 0
+        self.stops: Counter[str] = Counter()  # why workers stopped, for the gateway's metrics
 
     # --- requests -------------------------------------------------------------------------
     async def invoke(self, key: str, model_dir: Path, body: bytes, content_type: str) -> Answer:
@@ -293,6 +294,7 @@ class WorkerPool:
         if worker.stopped_for:
             return
         worker.stopped_for = reason
+        self.stops[reason] += 1
         if worker.alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(worker.process.pid, signal.SIGKILL)
@@ -312,6 +314,11 @@ class WorkerPool:
     def close(self) -> None:
         for worker in list(self._workers.values()):
             self.retire(worker, "closing")
+
+    def events(self) -> dict[str, int]:
+        """Worker starts, and stops by reason (``crashed``, ``hung``, ``failed to start``,
+        ``least recently used``, ...), since the pool began."""
+        return {"started": self.starts, **self.stops}
 
     def status(self) -> list[dict[str, Any]]:
         """The live workers, for ``/health``."""
