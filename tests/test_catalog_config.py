@@ -177,10 +177,16 @@ def test_every_setting_of_the_catalog_reaches_the_service() -> None:
             "refresh_seconds": 5,
         },
         "PlatformMonitoring": {
-            "enabled": False, "sample_size": 77, "sample_rate": 0.5, "max_versions": 3,
-            "max_features": 9, "min_window": 11, "drift_p_value": 0.05, "reference_rows": 99,
+            "enabled": False,
+            "sample_size": 77,
+            "sample_rate": 0.5,
+            "max_versions": 3,
+            "max_features": 9,
+            "min_window": 11,
+            "drift_p_value": 0.05,
+            "reference_rows": 99,
             "drift_interval": 7,
-        },  # fmt: skip
+        },
     }
     for cls in (PlatformCatalog, DatasetCatalog, PlatformMonitoring):
         assert set(changed[cls.__name__]) == set(cls.class_trait_names(config=True)), (
