@@ -114,3 +114,18 @@ class GpuAccounting:
             )
         ).all()
         return gpu_hours([(r[0], r[1], r[2]) for r in rows], since, now)
+
+    def hours_by_user_this_week(self) -> dict[str, float]:
+        """Every user's GPU-hours of this ISO week (one query), for the admin usage view."""
+        now = utcnow()
+        since = week_start(now)
+        rows = self.db.execute(
+            select(
+                gpu_sessions.c.user, gpu_sessions.c.gpus, gpu_sessions.c.started,
+                gpu_sessions.c.stopped,
+            ).where(or_(gpu_sessions.c.stopped.is_(None), gpu_sessions.c.stopped > since))
+        ).all()  # fmt: skip
+        sessions: dict[str, list[tuple[int, dt.datetime, dt.datetime | None]]] = {}
+        for user, gpus, started, stopped in rows:
+            sessions.setdefault(user, []).append((gpus, started, stopped))
+        return {user: gpu_hours(found, since, now) for user, found in sorted(sessions.items())}

@@ -8,6 +8,7 @@ back, and stop, failed spawn or "stopped while the hub was down" release it exac
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -41,6 +42,7 @@ class Grant:
     devices: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     session_id: int | None = None
+    reserved_at: float = 0.0  # epoch seconds (0: a grant saved before it was recorded)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -178,6 +180,7 @@ class Ledger:
             disk=request.disk,
             devices=assigned,
             groups=pooled,
+            reserved_at=time.time(),
         )
         self._add(grant)
         return grant

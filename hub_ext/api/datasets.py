@@ -1,4 +1,5 @@
-"""``GET /hub/api/dsplatform/datasets``: the registries' datasets the caller's groups may see."""
+"""``GET /hub/api/dsplatform/datasets``: the registries' datasets the caller's groups may see,
+for tokens holding ``custom:dsplatform:datasets`` (every user's role has it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from hub_ext.api import DATASETS_SCOPE
 from hub_ext.api.callers import per_user_caller
 from hub_ext.datasets.catalog import DatasetCatalog, all_entries, check_dataset_groups, visible
 
@@ -16,6 +18,8 @@ class DatasetsAPIHandler(APIHandler):
 
     async def get(self) -> None:
         caller = per_user_caller(self, "The dataset catalog")
+        if not self.has_scope(DATASETS_SCOPE):
+            raise web.HTTPError(403, f"This token lacks the scope {DATASETS_SCOPE}")
         catalog = DatasetCatalog(config=self.settings["config"])
         restrictions = check_dataset_groups(catalog.dataset_groups)
         try:

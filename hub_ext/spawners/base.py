@@ -25,6 +25,7 @@ from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.reservations import Grant, Ledger
 from hub_ext.admission.usage import usage_report
 from hub_ext.errors import ConfigError
+from hub_ext.monitoring.hub_metrics import DECISIONS, REFUSALS
 from hub_ext.spawners.accounts import account_name
 from hub_ext.spawners.form import options_from_form, render_options_form
 
@@ -160,10 +161,11 @@ class ProfileSpawner(_SpawnerBase):
         accounting = self._accounting()
         stale = self.ledger.get(self.user.name, self.name)
         try:
-            admission = admit(
-                self.user_options, self.applicant(), policy, self.ledger, accounting.hours_this_week
-            )
+            with DECISIONS.time():
+                admission = admit(self.user_options, self.applicant(), policy, self.ledger,
+                                  accounting.hours_this_week)  # fmt: skip
         except Refusal as refusal:
+            REFUSALS.labels(refusal.reason).inc()
             raise SpawnRefusal(
                 refusal.message, reason=refusal.reason, status_code=refusal.status_code
             ) from None
