@@ -155,7 +155,10 @@ def test_configure_without_the_catalog_leaves_the_hub_alone() -> None:
     c.ProfileSpawner.profiles = [{"slug": "a"}]
     configure(c)
     assert "catalog" not in [s.get("name") for s in c.JupyterHub.get("services", [])]
-    assert "server_token_scopes" not in c.Spawner
+    # sandboxes read the hub's own dataset API instead: JupyterHub's defaults plus its scope
+    assert c.Spawner.server_token_scopes == [
+        "users:activity!user", "access:servers!server", "custom:dsplatform:datasets"
+    ]  # fmt: skip
 
 
 def test_every_setting_of_the_catalog_reaches_the_service() -> None:

@@ -10,6 +10,7 @@ version; nothing else tells the gateway where the reference is.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,15 @@ def test_drift_from_lineage(mhub: HubProcess) -> None:
     assert value(samples, "dsplatform_drift", **labels, feature="sepal_width_cm") == 0
     assert value(samples, "dsplatform_drift_window_rows", **labels) == WINDOW
 
+    # the catalog page: the last hour's calls and the version's drift status
+    page = requests.get(catalog(mhub, ""), headers=headers, timeout=60)
+    assert page.status_code == 200, page.text[:300]
+    calls = re.search(rf'data-calls="{MODEL}">Last hour: (\d+) calls,\s+([\d.]+) % errors, '
+                      r"p50 ([\d.]+) ms, p99 ([\d.]+) ms", page.text)  # fmt: skip
+    assert calls and int(calls.group(1)) >= 7 and float(calls.group(4)) >= float(calls.group(3))
+    cell = re.search(rf'data-drift="{MODEL}/{version}">(.*?)</td>', page.text, re.S)
+    assert cell and "drift: petal_length_cm" in cell.group(1), page.text[-3000:]
+
 
 def test_drift_without_lineage_uses_the_input_example_and_says_so(mhub: HubProcess) -> None:
     headers = {"Authorization": f"token {mhub.paul}"}  # type: ignore[attr-defined]
@@ -262,3 +272,75 @@ def test_drift_without_lineage_uses_the_input_example_and_says_so(mhub: HubProce
     assert requests.get(url).status_code in (401, 403)  # no token: no report
     missing = requests.get(catalog(mhub, "api/models/nope/1/drift"), headers=headers, timeout=60)
     assert missing.status_code == 404, missing.text
+
+
+def test_a_real_prometheus_scrapes_the_hub_and_the_gateway(
+    mhub: HubProcess, tmp_path: Path
+) -> None:
+    """Debian's ``prometheus`` on loopback scrapes ``/hub/metrics`` and the gateway's
+    ``/services/catalog/metrics`` through the proxy with a ``read:metrics`` token."""
+    import shutil
+    import subprocess
+    import time
+
+    from . import processes
+    from .hub import free_port
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("Debian's prometheus is not installed (scripts/system-deps installs it)")
+    assert predict(mhub, iris().head(3)).status_code == 200  # something to count
+    port = free_port()
+    host = mhub.url.removeprefix("http://")
+    jobs = "".join(
+        f"""
+  - job_name: {job}
+    metrics_path: {path}
+    authorization: {{credentials: {METRICS_TOKEN}}}
+    static_configs: [{{targets: ["{host}"]}}]"""
+        for job, path in (("hub", "/hub/metrics"), ("gateway", "/services/catalog/metrics"))
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:{jobs}\n"
+    )
+    log = tmp_path / "prometheus.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/v1/query"
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        try:
+            r = requests.get(api, params={"query": expr}, timeout=5)
+        except requests.ConnectionError:
+            return []
+        return list(r.json()["data"]["result"]) if r.status_code == 200 else []
+
+    try:
+        deadline = time.monotonic() + 60
+        wanted = {
+            "up": 2.0,
+            f'sum(dsplatform_predictions_total{{model="{MODEL}",status="200"}})': 1.0,
+            'dsplatform_gpus_total{gpu_type="nvidia-a100"}': 4.0,
+        }
+        seen: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            for expr in wanted:
+                result = query(f"sum({expr})" if expr == "up" else expr)
+                if result:
+                    seen[expr] = float(result[0]["value"][1])
+            if all(seen.get(e, 0) >= v for e, v in wanted.items()):
+                break
+            time.sleep(0.5)
+        assert all(seen.get(e, 0) >= v for e, v in wanted.items()), (
+            f"{seen}\n{processes.log_tail(log, 3000)}"
+        )
+        targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
+        health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+        assert health == {"hub": "up", "gateway": "up"}, targets
+    finally:
+        processes.stop(proc, 10)

@@ -257,8 +257,11 @@ class PageHandler(CatalogHandler):
                 examples[m["name"]] = await self.in_thread(
                     self.app.gateway.example, m["name"], version, columns
                 )
+        monitor = self.app.monitor
         page = _jinja.get_template("catalog.html").render(
             **hub_page_context(user),
+            calls={m["name"]: monitor.metrics.recent(m["name"]) for m in models},
+            drift=monitor.last_reports(),
             examples=examples,
             governance=governance,
             user=HubPageUser(user),

@@ -60,6 +60,7 @@ class DriftMonitor:
         self._references: OrderedDict[tuple[str, str], ReferenceData] = OrderedDict()
         self._timer: ioloop.PeriodicCallback | None = None
         self._lock = threading.Lock()  # references are found in worker threads
+        self._last: OrderedDict[tuple[str, str], DriftReport] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -137,7 +138,15 @@ class DriftMonitor:
         report = await in_thread(None, self._report, name, version, rows, entries)
         if self.enabled:
             self.metrics.set_drift(report)
+        self._last[(name, version)] = report
+        self._last.move_to_end((name, version))
+        while len(self._last) > self.settings.max_versions:
+            self._last.popitem(last=False)
         return report
+
+    def last_reports(self) -> dict[tuple[str, str], DriftReport]:
+        """The latest report of each version (for the catalog page)."""
+        return dict(self._last)
 
     def _report(
         self, name: str, version: str, rows: list[Any], entries: list[DatasetEntry]
