@@ -18,6 +18,9 @@ rows) from the same client (``requests``, one keep-alive session per thread):
 Latency: ``--latency-requests`` sequential requests per round (p50/p99). Throughput:
 ``--threads`` client threads for ``--seconds`` per round (requests/s). Rounds alternate
 (ABBA, ``--rounds``); the throughput ratio gateway/anchor is reported (goal >= 0.8).
+Monitoring: a second hub with ``c.PlatformMonitoring.enabled = False`` serves the same model
+("unmonitored"), measured in the same rounds: the throughput lost to metrics and input
+sampling (goal <= 5 %).
 Cold start: the gateway's first prediction after the promotion (the version's files
 downloaded, its worker started, the model loaded), and the anchor's start until its first
 answer (process start, model download and load).
@@ -57,6 +60,7 @@ c.ModelGovernance.approver_groups = ["model-reviewers"]
 """
 )
 GOAL = 0.8
+MONITORING_GOAL = 0.05  # throughput lost to metrics and input sampling
 APPROVER = ["custom:dsplatform:approve", "access:services!service=catalog"]
 
 
@@ -202,6 +206,46 @@ def start_anchor(
     raise TimeoutError("mlflow models serve did not answer in 120 s")
 
 
+def catalog_cpu(hub: HubProcess) -> float:
+    """CPU seconds used so far by the hub's catalog service process (from /proc)."""
+    assert hub.proc is not None
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == hub.proc.pid and b"hub_ext.services.catalog" in cmdline:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+def gateway(hub: HubProcess, root: Path) -> tuple[Target, float]:
+    """Publish and promote the model on ``hub``; its gateway target and cold start."""
+    from server_ext.experiments import ExperimentService
+    from server_ext.models import ModelService
+
+    hub.wait_mlflow()
+    root.mkdir()
+    with open(root / "model.pkl", "wb") as f:
+        pickle.dump(train(), f)
+    service = ModelService(ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="bench"))
+    with hub.mlflow_as("bench"):
+        published = service.publish(MODEL, path="model.pkl")
+    log(f"published {published['uri']} (version {published['version']})")
+    token = scoped_token(hub, "bench", SCOPES)
+    promote(hub, published["version"], token, scoped_token(hub, "rita", APPROVER))
+    url = f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict"
+    t = time.perf_counter()  # the worker's cold start: files, process, model load
+    r = requests.post(url, data=payload(8), timeout=180,
+                      headers={"Authorization": f"token {token}",
+                               "Content-Type": "application/json"})  # fmt: skip
+    cold = time.perf_counter() - t
+    if r.status_code != 200:
+        raise RuntimeError(f"gateway cold call: {r.status_code} {r.text[:300]}")
+    return Target("gateway", url, {"Authorization": f"token {token}"}), cold
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per side")
@@ -214,56 +258,42 @@ def main() -> None:
     contention = cpu_contention()
     base = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     hub = HubProcess(base / "hub", SITE).start()
+    quiet = HubProcess(base / "hub-off", SITE + "c.PlatformMonitoring.enabled = False\n")
     anchor_proc = None
+    names = ("anchor", "gateway", "unmonitored")
     try:
-        hub.wait_mlflow()
-        from server_ext.experiments import ExperimentService
-        from server_ext.models import ModelService
-
-        root = base / "project"
-        root.mkdir()
-        with open(root / "model.pkl", "wb") as f:
-            pickle.dump(train(), f)
-        service = ModelService(
-            ExperimentService(root=root, tracking_uri=hub.mlflow_url, user="bench")
-        )
-        with hub.mlflow_as("bench"):
-            published = service.publish(MODEL, path="model.pkl")
-        log(f"published {published['uri']} (version {published['version']})")
-        token = scoped_token(hub, "bench", SCOPES)
-        promote(hub, published["version"], token, scoped_token(hub, "rita", APPROVER))
-        gateway_url = f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict"
-        body = payload(args.rows)
-        t = time.perf_counter()  # the worker's cold start: files, process, model load
-        r = requests.post(gateway_url, data=body, timeout=180,
-                          headers={"Authorization": f"token {token}",
-                                   "Content-Type": "application/json"})  # fmt: skip
-        cold_gateway = time.perf_counter() - t
-        if r.status_code != 200:
-            raise RuntimeError(f"gateway cold call: {r.status_code} {r.text[:300]}")
+        quiet.start()
+        targets: dict[str, Target] = {}
+        targets["gateway"], cold_gateway = gateway(hub, base / "project")
         log(f"gateway cold start (first prediction) {cold_gateway:.2f} s")
+        targets["unmonitored"], _ = gateway(quiet, base / "project-off")
+        targets["unmonitored"].name = "unmonitored"
         anchor_proc, anchor_url, cold_anchor = start_anchor(
             hub.mlflow_url, hub.token_for("bench"), base
         )
         log(f"anchor cold start (process to first answer) {cold_anchor:.2f} s")
-
-        targets = {
-            "gateway": Target("gateway", gateway_url, {"Authorization": f"token {token}"}),
-            "anchor": Target("anchor", f"{anchor_url}/invocations", {}),
-        }
+        targets["anchor"] = Target("anchor", f"{anchor_url}/invocations", {})
+        body = payload(args.rows)
         with requests.Session() as s:  # warm-up: model loads, connections, caches
             for t in targets.values():
                 for _ in range(20):
                     t.call(s, body)
 
-        lat: dict[str, list[float]] = {"gateway": [], "anchor": []}
-        tput: dict[str, list[dict[str, Any]]] = {"gateway": [], "anchor": []}
+        lat: dict[str, list[float]] = {name: [] for name in names}
+        tput: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         load = OtherLoad()
+        hubs = {"gateway": hub, "unmonitored": quiet}
         for i in range(args.rounds):
-            order = ["gateway", "anchor"] if i % 2 == 0 else ["anchor", "gateway"]
+            order = list(names) if i % 2 == 0 else list(reversed(names))
             for name in order:
                 lat[name] += latency(targets[name], body, args.latency_requests)
+                cpu = catalog_cpu(hubs[name]) if name in hubs else 0.0
                 tput[name].append(throughput(targets[name], body, args.threads, args.seconds))
+                if name in hubs:  # the catalog's own CPU per request, where monitoring runs
+                    used = catalog_cpu(hubs[name]) - cpu
+                    tput[name][-1]["catalog_cpu_ms_per_request"] = (
+                        1000 * used / max(1, tput[name][-1]["requests"])
+                    )
                 log(
                     f"round {i} {name}: p50 {summarize(lat[name])['p50']:.2f} ms, "
                     f"{tput[name][-1]['rps']:.0f} req/s"
@@ -277,9 +307,10 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 anchor_proc.kill()
         hub.stop()
+        quiet.stop()
 
     stats = {}
-    for name in ("gateway", "anchor"):
+    for name in names:
         total = sum(t["requests"] for t in tput[name])
         secs = sum(t["seconds"] for t in tput[name])
         stats[name] = {
@@ -288,20 +319,39 @@ def main() -> None:
             "rounds": tput[name],
         }
     ratio = stats["gateway"]["rps"] / stats["anchor"]["rps"]
+    monitoring_cost = 1 - stats["gateway"]["rps"] / stats["unmonitored"]["rps"]
+    what = {
+        "anchor": "mlflow models serve",
+        "gateway": "hub proxy + catalog service",
+        "unmonitored": "the same, c.PlatformMonitoring.enabled = False",
+    }
     rows = [
         (
-            f"{name} ({'hub proxy + catalog service' if name == 'gateway' else 'mlflow models serve'})",
+            f"{name} ({what[name]})",
             stats[name]["latency_ms"]["p50"],
             stats[name]["latency_ms"]["p99"],
             stats[name]["rps"],
             f"{stats[name]['rps'] / stats['anchor']['rps']:.2f}",
         )
-        for name in ("anchor", "gateway")
+        for name in names
     ]
     print(table(["target", "p50 ms", "p99 ms", f"req/s ({args.threads} threads)", "ratio"], rows))
     print(
         f"\nthroughput ratio gateway/anchor {ratio:.2f} (goal >= {GOAL}): "
         f"{'meets goal' if ratio >= GOAL else 'misses goal'}"
+    )
+    cpu_ms = {
+        name: sum(r["catalog_cpu_ms_per_request"] for r in tput[name]) / len(tput[name])
+        for name in ("gateway", "unmonitored")
+    }
+    print(
+        f"catalog CPU per request: monitored {cpu_ms['gateway']:.2f} ms, unmonitored "
+        f"{cpu_ms['unmonitored']:.2f} ms"
+    )
+    print(
+        f"monitoring (metrics + input sampling) costs {100 * monitoring_cost:.1f} % of the "
+        f"gateway's throughput (goal <= {100 * MONITORING_GOAL:.0f} %): "
+        f"{'meets goal' if monitoring_cost <= MONITORING_GOAL else 'misses goal'}"
     )
     print(
         f"cold start: gateway first prediction {cold_gateway:.2f} s (download, worker start, "
@@ -316,12 +366,14 @@ def main() -> None:
             "ratio_rps": ratio,
             "ratio_p50": stats["gateway"]["latency_ms"]["p50"]
             / stats["anchor"]["latency_ms"]["p50"],
-            "goal": {"rps_ratio": GOAL},
+            "monitoring_cost_rps": monitoring_cost,
+            "catalog_cpu_ms_per_request": cpu_ms,
+            "goal": {"rps_ratio": GOAL, "monitoring_cost": MONITORING_GOAL},
             "cold_start_s": {
                 "gateway_first_prediction": cold_gateway,
                 "anchor_process_to_first_answer": cold_anchor,
             },
-            "meets_goal": ratio >= GOAL,
+            "meets_goal": ratio >= GOAL and monitoring_cost <= MONITORING_GOAL,
             "machine": machine_info(),
             "contention_before": contention,
             "contention_during": during,
