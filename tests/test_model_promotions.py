@@ -109,6 +109,20 @@ def scoped(hub: HubProcess, user: str, scopes: list[str]) -> str:
     return token
 
 
+def gateway_metrics(hub: HubProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """The catalog's Prometheus metrics, parsed (read with an admin's token)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = requests.get(f"{hub.url}/services/catalog/metrics", timeout=30,
+                     headers={"Authorization": f"token {hub.token_for('admin')}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
 def catalog(hub: HubProcess, method: str, path: str, token: str, body: Any = None,
             timeout: float = 60) -> requests.Response:  # fmt: skip
     return requests.request(method, f"{hub.url}/services/catalog/{path}", json=body,
@@ -225,6 +239,11 @@ def test_four_eyes_promotion_and_rollback(ghub: HubProcess, tokens: dict, versio
         print(json.dumps([e["event"] for e in dsdata.model_history({MODEL!r})["events"]]))
     """)  # fmt: skip
     assert kernel == [e[0] for e in events]
+    # and each is counted in the gateway's metrics (an admin's token holds read:metrics)
+    counted = gateway_metrics(ghub)["dsplatform_promotion_events_total"]
+    assert {e: counted.get((("event", e), ("model", MODEL))) for e in
+            ("requested", "approved", "rolled_back")} == {
+        "requested": 2, "approved": 2, "rolled_back": 1}  # fmt: skip
 
 
 def test_a_failing_gate_blocks_unless_overridden_with_a_reason(
@@ -406,6 +425,13 @@ def test_a_hung_or_crashing_model_delays_no_other(
     for name in ("hang", "crash"):
         r = catalog(ghub, "POST", f"api/models/{name}/{faulty[name]}/predict", paul, calm)
         assert r.status_code == 200, (name, r.text)
+    found = gateway_metrics(ghub)
+    events = found["dsplatform_serving_worker_events_total"]
+    assert events[(("event", "crashed"),)] >= 1 and events[(("event", "hung"),)] >= 1, events
+    calls = found["dsplatform_predictions_total"]
+    crash, hang = (str(faulty[n]) for n in ("crash", "hang"))
+    assert calls[(("model", "crash"), ("status", "502"), ("version", crash))] == 3
+    assert calls[(("model", "hang"), ("status", "504"), ("version", hang))] >= 1
 
 
 def test_odd_names_and_huge_versions_are_clean_4xx(ghub: HubProcess, tokens: dict) -> None:
