@@ -166,7 +166,9 @@ def test_resolve_request_refuses_or_stays_in_range(options, groups):
         assert request.disk == int(expected_value(profile, "disk", options.get("disk")) or 0)
     for key in ("cpu", "gpus"):
         raw = options.get(key)
-        assert raw is None or (type(raw) in (int, float) and raw >= 0)
+        # numbers, or strings of digits as forms send them ("0.5")
+        number = float(raw) if isinstance(raw, str) else raw
+        assert raw is None or (type(raw) in (int, float, str) and number >= 0)
     for key in ("memory", "disk"):
         raw = options.get(key)
         assert raw is None or type(raw) in (int, str)
