@@ -83,6 +83,10 @@ class CachedListing:
         self._at: float | None = None
         self._lock: asyncio.Lock | None = None
 
+    def invalidate(self) -> None:
+        """Read the registries again on the next call (a version was just registered)."""
+        self._at = None
+
     async def entries(self) -> list[DatasetEntry]:
         if self._lock is None:
             self._lock = asyncio.Lock()

@@ -29,6 +29,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -39,9 +40,16 @@ from tornado import httpclient, ioloop, web
 from traitlets import Unicode, default
 from traitlets.config import Application
 
+from hub_ext.connections.registry import ImportRegistry, import_restrictions
+from hub_ext.connections.settings import DataConnections, load_connections
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
 from hub_ext.monitoring.settings import PlatformMonitoring
-from hub_ext.services.catalog import datasets, monitoring, promotion_handlers
+from hub_ext.services.catalog import (
+    connection_handlers,
+    datasets,
+    monitoring,
+    promotion_handlers,
+)
 from hub_ext.services.catalog.config import PlatformCatalog
 from hub_ext.services.catalog.datasets import DatasetFetcher
 from hub_ext.services.catalog.gateway import ModelGateway, Serving
@@ -99,7 +107,11 @@ class CatalogService(Application):
         self.update_config(received_config())
         self.catalog = PlatformCatalog(config=self.config)
         self.datasets = DatasetCatalog(config=self.config)
-        self.dataset_groups = check_dataset_groups(self.datasets.dataset_groups)
+        self.static_dataset_groups = check_dataset_groups(self.datasets.dataset_groups)
+        self.data_connections = DataConnections(config=self.config)
+        self.connections = load_connections(self.data_connections.connections)
+        registry = self.data_connections.registry or Path(tempfile.gettempdir()) / "imports"
+        self.import_registry = ImportRegistry(Path(registry))
         self.max_request_bytes = self.catalog.max_request_bytes
         self.serving_settings = ModelServing(config=self.config)
         self.auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
@@ -172,6 +184,23 @@ class CatalogService(Application):
     async def dataset_entries(self) -> list[DatasetEntry]:
         return await self._listing.entries()
 
+    @property
+    def dataset_groups(self) -> dict[str, Sequence[str]]:
+        """Who may see which dataset: the admin's ``dataset_groups``, and each imported
+        dataset's connection groups."""
+        imported = import_restrictions(self.import_registry.root, self.connections)
+        return {**imported, **self.static_dataset_groups}
+
+    def import_sources(self) -> dict[str, str]:
+        """Imported dataset -> its connection."""
+        if not (self.import_registry.root / "imports").is_dir():
+            return {}
+        return self.import_registry.sources()
+
+    def dataset_listing_changed(self) -> None:
+        """An import registered a version: list the registries again on the next call."""
+        self._listing.invalidate()
+
     async def groups_of(self, name: str) -> list[str]:
         """A user's hub groups (the service's role may read them), cached 10 s."""
         cached = self._groups.get(name)
@@ -199,6 +228,7 @@ class CatalogService(Application):
             ),
             (url_path_join(p, "(ping|health)"), PingHandler),
             *monitoring.routes(lambda path: url_path_join(p, path)),
+            *connection_handlers.routes(lambda path: url_path_join(p, path)),
             (url_path_join(p, r"api/models/([^/]+)/([^/]+)/openapi.json"), OpenAPIHandler),
             (url_path_join(p, "mlflow"), web.RedirectHandler, {"url": url_path_join(p, "mlflow/")}),
             (url_path_join(p, "mlflow/(.*)"), MLflowUIHandler, {"tracking_uri": self.tracking_uri}),

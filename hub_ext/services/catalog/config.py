@@ -14,6 +14,8 @@ from typing import Any
 from traitlets import Bool, Int, List, Unicode
 from traitlets.config import Config, Configurable
 
+from hub_ext.connections.settings import DataConnections, load_connections
+from hub_ext.connections.settings import check as check_connections
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
 from hub_ext.errors import ConfigError
 from hub_ext.monitoring.settings import PlatformMonitoring
@@ -84,7 +86,7 @@ def check_catalog(settings: PlatformCatalog) -> None:
 def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> dict[str, Any]:
     """The hub service entry of the catalog: its command, URL and handed-over settings."""
     handed_over = (PlatformCatalog, DatasetCatalog, ModelGovernance, ModelServing,
-                   PlatformMonitoring)  # fmt: skip
+                   PlatformMonitoring, DataConnections)  # fmt: skip
     return {
         "name": SERVICE,
         "url": f"http://{settings.host}:{settings.port}",
@@ -97,6 +99,8 @@ def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> 
             # its credential at the chart's serving Deployment; libpq's password
             **serving_secret(c),
             **database_password(c),
+            # the connections' secrets: the catalog hands each only to its own imports
+            **connection_secrets(c),
         },
         "display": True,
         "oauth_no_confirm": True,
@@ -117,6 +121,20 @@ def serving_secret(c: Config) -> dict[str, str]:
             "(16 or more characters) in the hub's environment"
         )
     return {"DSPLATFORM_SERVING_SECRET": secret}
+
+
+def connection_secrets(c: Config) -> dict[str, str]:
+    """The hub's environment variables each connection reads (all must be set)."""
+    found = {}
+    for conn in load_connections(DataConnections(config=c).connections).values():
+        for name in conn.secret_env:
+            if not os.environ.get(name):
+                raise ConfigError(
+                    f"c.DataConnections.connections[{conn.name!r}]: the hub's environment "
+                    f"lacks {name}, which holds its credential"
+                )
+            found[name] = os.environ[name]
+    return found
 
 
 def database_password(c: Config) -> dict[str, str]:
@@ -172,6 +190,7 @@ def check(c: Config) -> None:
     check_governance(c)
     check_serving(c)
     check_monitoring(c)
+    check_connections(c)
 
 
 def wire(c: Config) -> None:
@@ -187,6 +206,12 @@ def wire(c: Config) -> None:
             if hub_db.startswith("postgresql")
             else f"sqlite:///{state_dir() / 'governance.sqlite'}"
         )
+    if DataConnections(config=c).connections:  # imports land in a registry of the platform
+        if not c.DataConnections.get("registry"):
+            c.DataConnections.registry = str(state_dir() / "registries" / "imports")
+        registries = list(c.DatasetCatalog.get("registries", []))
+        if c.DataConnections.registry not in registries:
+            c.DatasetCatalog.registries = [*registries, c.DataConnections.registry]
     if not c.ModelServing.get("root") and not c.ModelServing.get("manager_url"):
         c.ModelServing.root = str(state_dir() / "serving")  # served models' files, sockets
     services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != SERVICE]
