@@ -199,3 +199,37 @@ def history_table(events: Sequence[Mapping[str, Any]]) -> Table:
         for e in events
     ]  # fmt: skip
     return Table(["time", "event", "alias", "from", "to", "by", "note"], rows, "History")
+
+
+def connections_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """The connections a user may use (no credential is ever in them)."""
+    return Table(
+        ["connection", "type", "source", "description"],
+        [
+            [
+                r["name"],
+                r["type"],
+                f"s3://{r.get('bucket')}/{r.get('prefix', '')}"
+                if r["type"] == "s3"
+                else f"SQL, at most {r.get('max_rows')} rows",
+                r.get("description", ""),
+            ]
+            for r in rows
+        ],
+        title="Connections (import with %dsdata import)",
+    )
+
+
+def browse_table(found: Mapping[str, Any]) -> Table:
+    """One level of a lake prefix, or a warehouse's tables."""
+    if found.get("type") == "sql":
+        return Table(["table", "columns"],
+                     [[f"{t['schema']}.{t['name']}",
+                       ", ".join(f"{c['name']} {c['type']}" for c in t["columns"])]
+                      for t in found.get("tables", [])],
+                     title=f"{found.get('connection')}: tables")  # fmt: skip
+    rows = [[p, "(prefix)", ""] for p in found.get("prefixes", [])]
+    rows += [[o["key"], "object", human_bytes(o["size"])] for o in found.get("objects", [])]
+    more = " (more: narrow the prefix)" if found.get("truncated") else ""
+    return Table(["key", "kind", "size"], rows,
+                 title=f"{found.get('connection')}:{found.get('prefix', '')}{more}")  # fmt: skip

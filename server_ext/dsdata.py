@@ -113,3 +113,27 @@ def model_history(model: str) -> dict[str, Any]:
 def models() -> list[dict[str, Any]]:
     """Registered models with versions and aliases."""
     return ModelService(experiments()).list_models()
+
+
+def connections() -> list[dict[str, Any]]:
+    """The data-lake and warehouse connections your groups may use."""
+    from . import connections as conn
+
+    return conn.connections()
+
+
+def browse(connection: str, prefix: str = "") -> dict[str, Any]:
+    """Objects and sizes under ``prefix`` (S3), or tables and columns (SQL)."""
+    from . import connections as conn
+
+    return conn.browse(connection, prefix)
+
+
+def import_data(
+    source: str, *, as_name: str, query: str | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Import ``CONN:PATH`` (S3) or ``CONN`` with ``query`` (SQL) as dataset ``as_name``:
+    a new version when the source changed, with lineage; then pull it like any dataset."""
+    from . import connections as conn
+
+    return conn.import_data(source, as_name=as_name, query=query, params=params).as_dict()

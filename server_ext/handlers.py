@@ -250,6 +250,45 @@ class ModelHistoryHandler(DsdataHandler):
         self.write_json(await self.in_thread(self.models.history, name))
 
 
+class ConnectionsHandler(DsdataHandler):
+    """``GET connections``: the connections the user's groups may use (through the catalog)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        from . import connections
+
+        self.write_json({"connections": await self.in_thread(connections.connections)})
+
+
+class BrowseHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        from . import connections
+
+        prefix = self.get_argument("prefix", "")
+        self.write_json(await self.in_thread(connections.browse, name, prefix))
+
+
+class ImportsHandler(DsdataHandler):
+    """``POST connections/{name}/imports`` ``{"as", "path"}`` or ``{"as", "query",
+    "params"}``: the import's result once it is done."""
+
+    @web.authenticated
+    async def post(self, name: str) -> None:
+        from . import connections
+
+        body = json_body(self, {"as", "path", "query", "params"})
+        as_name = typed(body, "as", str, "")
+        path, query = typed(body, "path", str), typed(body, "query", str)
+        params = typed(body, "params", dict, {})
+        if not as_name:
+            raise InvalidReference("Missing field 'as': the dataset the import becomes")
+        source = f"{name}:{path}" if path is not None else name
+        result = await self.in_thread(lambda: connections.import_data(
+            source, as_name=as_name, query=query, params=params))  # fmt: skip
+        self.write_json(result.as_dict(), status=201 if result.created else 200)
+
+
 def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler]]]:
     return [
         (rf"{base}/datasets", DatasetsHandler),
@@ -262,4 +301,7 @@ def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler
         (rf"{base}/models", ModelsHandler),
         (rf"{base}/models/(?P<name>[^/]+)/promotions", PromotionsHandler),
         (rf"{base}/models/(?P<name>[^/]+)/history", ModelHistoryHandler),
+        (rf"{base}/connections", ConnectionsHandler),
+        (rf"{base}/connections/(?P<name>[^/]+)/browse", BrowseHandler),
+        (rf"{base}/connections/(?P<name>[^/]+)/imports", ImportsHandler),
     ]

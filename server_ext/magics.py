@@ -16,6 +16,8 @@ from IPython.display import display
 from . import dsdata
 from .display import (
     Link,
+    browse_table,
+    connections_table,
     datasets_table,
     gates_table,
     history_table,
@@ -123,6 +125,29 @@ def _sync_args(line: str) -> None:
     """%dsdata sync: send runs queued while MLflow was unreachable."""
 
 
+@magic_arguments("dsdata connections")
+def _connections_args(line: str) -> None:
+    """%dsdata connections: the data lake and warehouse connections your groups may use."""
+
+
+@magic_arguments("dsdata browse")
+@argument("connection", help="a connection's name (see %%dsdata connections)")
+@argument("prefix", nargs="?", default="", help="S3: a key prefix below the connection's")
+def _browse_args(line: str) -> None:
+    """%dsdata browse CONN [PREFIX]: objects and sizes (S3), or tables and columns (SQL)."""
+
+
+@magic_arguments("dsdata import")
+@argument("source", help="CONN:PATH (a lake prefix or object) or CONN (with --query)")
+@argument("--as", dest="as_name", required=True, metavar="NAME", help="the dataset it becomes")
+@argument("--query", default=None, help="SQL: the SELECT to import (read-only)")
+@argument("-p", "--param", action="append", default=[], metavar="K=V",
+          help="SQL: a bind parameter :K of the query (repeat)")  # fmt: skip
+def _import_args(line: str) -> None:
+    """%dsdata import CONN:PATH --as NAME | CONN --query SQL --as NAME: lake objects or a
+    query's rows as a dataset version, with lineage."""
+
+
 SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "list": _list_args,
     "info": _info_args,
@@ -136,6 +161,9 @@ SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "history": _history_args,
     "models": _models_args,
     "sync": _sync_args,
+    "connections": _connections_args,
+    "browse": _browse_args,
+    "import": _import_args,
 }
 
 
@@ -274,6 +302,29 @@ class DsdataMagics(Magics):
             display(Link(f"run {result.run_id} in MLflow", result.url))
         if result.note:
             print(result.note)
+
+    def _connections(self, args: argparse.Namespace) -> None:
+        display(connections_table(dsdata.connections()))
+
+    def _browse(self, args: argparse.Namespace) -> None:
+        display(browse_table(dsdata.browse(args.connection, args.prefix)))
+
+    def _import(self, args: argparse.Namespace) -> None:
+        from .connections import import_data
+
+        params = parse_pairs(args.param, "param")
+        result = import_data(args.source, as_name=args.as_name, query=args.query,
+                             params=params or None)  # fmt: skip
+        lineage = result.lineage
+        what = (f"{lineage.get('rows')} rows" if "rows" in lineage
+                else f"{len(lineage.get('objects', []))} objects")  # fmt: skip
+        if result.created:
+            source = lineage.get("connection")
+            print(f"{result.dataset}@{result.version}: a new version from {source} ({what}); "
+                  f"%dsdata pull {result.dataset}")  # fmt: skip
+        else:
+            print(f"{result.dataset}@{result.version}: unchanged, the source is as it was "
+                  f"then ({what}); no new version")  # fmt: skip
 
     def _log(self, args: argparse.Namespace) -> None:
         display(runs_table(dsdata.log(args.n)))

@@ -248,6 +248,9 @@ class CatalogService(Application):
         self.gateway = ModelGateway(
             self.tracking_uri, self.serving, ModelFiles(root / "models", self.tracking_uri)
         )
+        if self.connections:  # the imports' registry exists before the first listing
+            with self.import_registry.locked():
+                pass
         self.monitor = monitoring.DriftMonitor(self, self.monitoring)
         self.monitor.start()
         host, port = self.listen_address()
