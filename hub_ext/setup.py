@@ -48,11 +48,11 @@ def configure(c: Config) -> Policy:
         isolation.check(c, spawner_class)
         mlflow.check(c)
         catalog.check(c)
+        api.wire(c)
+        isolation.wire(c, spawner_class)
+        mlflow.wire(c)  # before the catalog: it reads the tracking URI
+        catalog.wire(c)
+        culler.wire(c, policy)
     except ConfigError as e:
         stop_invalid(e)
-    api.wire(c)
-    isolation.wire(c, spawner_class)
-    mlflow.wire(c)  # before the catalog: it reads the tracking URI
-    catalog.wire(c)
-    culler.wire(c, policy)
     return policy

@@ -242,5 +242,5 @@ def assert_refuses_to_start(
         timeout=timeout,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert f"dsplatform: invalid configuration: {message}" in proc.stderr
+    assert f"dsplatform: invalid configuration: {message}" in proc.stderr, proc.stderr[-3000:]
     assert not (Path(env["DSPLATFORM_STATE_DIR"]) / "jupyterhub.sqlite").exists()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from unittest import mock
 
 import pytest
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from traitlets.config import Config
 
+from hub_ext.connections.settings import DataConnections
 from hub_ext.datasets.catalog import DatasetCatalog
 from hub_ext.monitoring.settings import PlatformMonitoring
 from hub_ext.services.catalog.config import ACCESS, PREDICT_SCOPE, PlatformCatalog, catalog_roles
@@ -190,8 +193,13 @@ def test_every_setting_of_the_catalog_reaches_the_service() -> None:
             "reference_rows": 99,
             "drift_interval": 7,
         },
+        "DataConnections": {
+            "connections": {"wh": {"type": "sql", "url_env": "WH_URL", "groups": ["ml"]}},
+            "registry": "/srv/imports",
+            "import_timeout": 99,
+        },
     }
-    for cls in (PlatformCatalog, DatasetCatalog, PlatformMonitoring):
+    for cls in (PlatformCatalog, DatasetCatalog, PlatformMonitoring, DataConnections):
         assert set(changed[cls.__name__]) == set(cls.class_trait_names(config=True)), (
             f"a new {cls.__name__} trait: add it here with a value unlike its default"
         )
@@ -201,15 +209,20 @@ def test_every_setting_of_the_catalog_reaches_the_service() -> None:
     c = Config(changed)
     c.JupyterHub.spawner_class = "dsplatform-local"
     c.ProfileSpawner.profiles = [{"slug": "a"}]
-    configure(c)
+    with mock.patch.dict(os.environ, {"WH_URL": "sqlite://"}):
+        configure(c)
     (service,) = [s for s in c.JupyterHub.services if s["name"] == "catalog"]
     app = catalog_from_entry(service)
     for name, value in changed["PlatformCatalog"].items():
         assert getattr(app.catalog, name) == value, name
     for name, value in changed["DatasetCatalog"].items():
-        assert getattr(app.datasets, name) == value, name
+        expected = [*value, "/srv/imports"] if name == "registries" else value  # imports too
+        assert getattr(app.datasets, name) == expected, name
     for name, value in changed["PlatformMonitoring"].items():
         assert getattr(app.monitoring, name) == value, name
+    for name, value in changed["DataConnections"].items():
+        assert getattr(app.data_connections, name) == value, name
+    assert service["environment"]["WH_URL"] == "sqlite://"  # its secret, for its imports
     assert app._listing.refresh == 5  # what the running listing uses
     assert app.max_request_bytes == 12345
     assert app.listen_address() == ("0.0.0.0", 12346)

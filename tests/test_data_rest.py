@@ -196,13 +196,14 @@ ROUTES = [
 
 
 def test_every_route_is_covered() -> None:
-    assert len(route_table()) == 10
+    assert len(route_table()) == 13
     assert ("/dsdata/api/pulls", "post") in ROUTES
     assert ("/dsdata/api/experiments", "post") in ROUTES
     assert ("/dsdata/api/models", "post") in ROUTES
     assert ("/dsdata/api/models/iris/promotions", "post") in ROUTES
     assert ("/dsdata/api/models/iris/history", "get") in ROUTES
-    assert len(ROUTES) == 12
+    assert ("/dsdata/api/connections/iris/imports", "post") in ROUTES
+    assert len(ROUTES) == 15
 
 
 @pytest.mark.parametrize(("path", "method"), ROUTES)

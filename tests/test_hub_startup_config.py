@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .hub import assert_refuses_to_start
+from .hub import assert_refuses_to_start, traversable
 
 pytestmark = pytest.mark.hub
 
@@ -33,6 +33,16 @@ CASES = [
         "c.ProfileSpawner.profiles[0] ('a'): key 'gpus': unknown key",
     ),
     (
+        "c.DataConnections.connections = {'lake': {'type': 's3', 'bucket': 'raw', "
+        "'groups': ['ml'], 'credentials': {'env': 'LAKE'}, 'secret': 'x'}}",
+        "c.DataConnections.connections['lake']: unknown key 'secret'",
+    ),
+    (
+        "c.DataConnections.connections = {'dwh': {'type': 'sql', 'url_env': 'NOT_SET_ANYWHERE', "
+        "'groups': ['ml']}}",
+        "c.DataConnections.connections['dwh']: the hub's environment lacks NOT_SET_ANYWHERE",
+    ),
+    (
         "c.PlatformMonitoring.sample_rate = 1.5",
         "c.PlatformMonitoring.sample_rate: 1.5 is not between 0 and 1",
     ),
@@ -45,6 +55,7 @@ CASES = [
 
 @pytest.mark.parametrize(("config", "message"), CASES)
 def test_invalid_config_refuses_to_start(tmp_path: Path, config: str, message: str) -> None:
+    traversable(tmp_path)  # the state dir's parents: checked (local mode) before the services
     extra = tmp_path / "site.py"
     extra.write_text(config + "\n")
     env = {

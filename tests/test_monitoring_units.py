@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -127,3 +128,29 @@ def test_invalid_settings_name_the_key(key: str, value: float, message: str) -> 
     setattr(c.PlatformMonitoring, key, value)
     with pytest.raises(ConfigError, match=f"c.PlatformMonitoring.{key}: .*{message}"):
         check(c)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "ftp", "groups": ["g"]}, "key 'type': 'ftp' is not 's3' or 'sql'"),
+        ({"type": "s3", "bucket": "Raw!", "groups": ["g"], "credentials": {"env": "L"}},
+         "key 'bucket'"),
+        ({"type": "s3", "bucket": "raw", "groups": [], "credentials": {"env": "L"}}, "key 'groups'"),
+        ({"type": "s3", "bucket": "raw", "groups": ["g"], "credentials": {"key": "AKIA"}},
+         "key 'credentials'"),
+        ({"type": "s3", "bucket": "raw", "groups": ["g"], "credentials": {"env": "L"},
+          "prefix": "../up"}, "key 'prefix'"),
+        ({"type": "sql", "url_env": "postgresql://u:p@h/db", "groups": ["g"]}, "key 'url_env'"),
+        ({"type": "sql", "url_env": "DWH", "groups": ["g"], "max_rows": 0}, "key 'max_rows'"),
+    ],
+)  # fmt: skip
+def test_invalid_connections_name_the_key(spec: dict, message: str) -> None:
+    from hub_ext.connections.settings import load_connections
+
+    with pytest.raises(
+        ConfigError, match=r"c\.DataConnections\.connections\['c'\]: " + re.escape(message)
+    ):
+        load_connections({"c": spec})
+    with pytest.raises(ConfigError, match="is not a connection name"):
+        load_connections({"Bad Name": {"type": "sql"}})

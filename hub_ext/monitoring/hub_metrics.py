@@ -34,6 +34,8 @@ class PlatformCollector(Collector):
         if not JupyterHub.initialized():
             return
         app = JupyterHub.instance()
+        if getattr(app, "db", None) is None:  # not started (or failed to)
+            return
         try:
             from hub_ext.api.overview import current_usage
 
