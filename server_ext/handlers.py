@@ -256,7 +256,15 @@ class ConnectionsHandler(DsdataHandler):
     @web.authenticated
     async def get(self) -> None:
         from . import connections
+        from .catalog_client import catalog_api
+        from .errors import RegistryUnavailable
 
+        try:
+            catalog_api()
+        except RegistryUnavailable:  # no platform around this server: nothing to connect to
+            self.write_json({"connections": [], "note": "No connections: this server has no "
+                             "platform catalog service (DSDATA_CATALOG_URL)"})  # fmt: skip
+            return
         self.write_json({"connections": await self.in_thread(connections.connections)})
 
 

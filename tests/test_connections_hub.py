@@ -151,3 +151,28 @@ print(json.dumps({"env": json.dumps(dict(os.environ)) + environ, "files": files}
     no_secret_in(Path(chub.log_path).read_text(errors="replace"))
     for path in (chub.state / "platform").rglob("*.log"):
         no_secret_in(path.read_text(errors="replace"))
+
+
+@pytest.mark.lab
+def test_the_sidebar_browses_and_imports(chub: HubProcess) -> None:
+    """The Connections section in alice's sandbox, in chromium: browse the lake, import a
+    prefix through the platform, and the dataset appears in the Datasets section."""
+    from .test_lab_e2e import ARTIFACTS, run_node
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = {
+        "HUB_URL": chub.url,
+        "HUB_USER": "alice",
+        "HUB_PASSWORD": (chub.state / "platform" / "user_password").read_text().strip(),
+        "DATASET": "clicks-ui",
+    }
+    proc = run_node("hub-connections.mjs", env, "hub-connections.log")
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}\n{chub.log()}"
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    assert sorted(summary["connections"]) == ["dwh", "lake"]
+    assert "2026-11/" in summary["browsed"] and "other.txt" in summary["browsed"]
+    assert summary["proposedPath"] == "2026-11/"
+    assert summary["toast"].startswith("Imported clicks-ui v1.0.0 from lake"), summary
+    assert "clicks-ui" in summary["datasetRow"] and "v1.0.0" in summary["datasetRow"]
+    r = catalog(chub, "GET", "imports/clicks-ui", "alice")
+    assert r.status_code == 200 and len(r.json()["versions"]) == 1, r.text

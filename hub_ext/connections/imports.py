@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from hub_ext.connections.registry import ImportRegistry
 from hub_ext.connections.settings import Connection
 from hub_ext.connections.sources import S3Source, SourceError, SqlSource, relative_key
+
+DOWNLOAD_THREADS = 8  # objects downloaded at once (boto3's client is thread-safe)
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,22 @@ def _s3(job: ImportJob, registry: ImportRegistry, record: dict[str, Any],
     total = sum(o.size for o in objects)
     with tempfile.TemporaryDirectory(dir=registry.root.parent, prefix=".import-") as tmp:
         staged = Path(tmp) / job.dataset
-        done = 0
         base = path.rpartition("/")[0] + "/" if "/" in path else ""  # the folder of `path`
+        targets = []
         for obj in objects:
             rel = relative_key(obj.key[len(base) :])  # '..' never leaves the staging folder
-            dest = staged / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            source.download(obj, dest)
-            done += obj.size
-            say({"progress": {"bytes": done, "total": total, "objects": len(objects)}})
+            targets.append((obj, staged / rel))
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+        done = 0
+
+        def fetch(target: tuple[Any, Path]) -> Any:
+            source.download(*target)
+            return target[0]
+
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            for obj in pool.map(fetch, targets):
+                done += obj.size
+                say({"progress": {"bytes": done, "total": total, "objects": len(objects)}})
         version, created = registry.publish(
             job.dataset, staged, f"data/{job.dataset}", record,
             conn.description or f"Imported from {conn.name}", ["import", conn.name],

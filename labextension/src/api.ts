@@ -182,6 +182,53 @@ export interface IPublished {
   tags: Record<string, string>;
 }
 
+/** A connection to the data lake (S3) or the warehouse (SQL); no credential. */
+export interface IConnection {
+  name: string;
+  type: 's3' | 'sql';
+  description: string;
+  bucket?: string;
+  prefix?: string;
+  max_rows?: number;
+  timeout?: number;
+}
+
+export interface IConnections {
+  connections: IConnection[];
+  /** why there are none (e.g. no catalog service in this sandbox) */
+  note?: string;
+}
+
+/** One level of a lake prefix, or a warehouse's tables. */
+export interface IBrowse {
+  connection: string;
+  type: 's3' | 'sql';
+  prefix?: string;
+  prefixes?: string[];
+  objects?: { key: string; size: number }[];
+  truncated?: boolean;
+  tables?: {
+    schema: string;
+    name: string;
+    columns: { name: string; type: string }[];
+  }[];
+}
+
+export interface IImportRequest {
+  as: string;
+  path?: string;
+  query?: string;
+  params?: Record<string, string>;
+}
+
+export interface IImportResult {
+  dataset: string;
+  version: string;
+  /** false: the source had not changed since that version */
+  created: boolean;
+  lineage: Record<string, unknown>;
+}
+
 function post(body: unknown): RequestInit {
   return {
     method: 'POST',
@@ -259,6 +306,28 @@ export class DsdataAPI {
     return requestAPI(
       `models/${encodeURIComponent(name)}/history`,
       {},
+      this.settings
+    );
+  }
+
+  connections(): Promise<IConnections> {
+    return requestAPI('connections', {}, this.settings);
+  }
+
+  browse(name: string, prefix = ''): Promise<IBrowse> {
+    return requestAPI(
+      `connections/${encodeURIComponent(name)}/browse`,
+      {},
+      this.settings,
+      { prefix }
+    );
+  }
+
+  /** Import a lake path or a query's rows as a dataset version (on the platform). */
+  importData(name: string, request: IImportRequest): Promise<IImportResult> {
+    return requestAPI(
+      `connections/${encodeURIComponent(name)}/imports`,
+      post(request),
       this.settings
     );
   }

@@ -6,8 +6,20 @@ import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { CommandRegistry } from '@lumino/commands';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
-import { askForm, CommitForm, PublishForm, PullForm } from './dialogs';
-import { commitRequest, FormError, publishRequest, pullRequest } from './forms';
+import {
+  askForm,
+  CommitForm,
+  ImportForm,
+  PublishForm,
+  PullForm
+} from './dialogs';
+import {
+  commitRequest,
+  FormError,
+  importRequest,
+  publishRequest,
+  pullRequest
+} from './forms';
 import { DsdataModel } from './model';
 
 export namespace CommandIDs {
@@ -16,6 +28,7 @@ export namespace CommandIDs {
   export const pull = 'dsdata:pull';
   export const commit = 'dsdata:commit';
   export const publish = 'dsdata:publish';
+  export const importData = 'dsdata:import';
 }
 
 export const CATEGORY = 'Data & Models';
@@ -135,9 +148,45 @@ export function addCommands(options: ICommandOptions): void {
     }
   });
 
+  commands.addCommand(CommandIDs.importData, {
+    label: 'Import from a Connection…',
+    caption:
+      'Import lake objects or a query as a dataset version (%dsdata import)',
+    execute: async args => {
+      options.open();
+      if (model.connections.length === 0) {
+        await model.refreshConnections();
+      }
+      if (model.connections.length === 0) {
+        Notification.error(
+          model.connectionsNote || 'No connections for your groups'
+        );
+        return;
+      }
+      const form = await askForm(
+        'Import into a dataset',
+        new ImportForm(
+          model.connections,
+          arg(args, 'connection'),
+          arg(args, 'path')
+        ),
+        'Import'
+      );
+      const connection = form
+        ? model.connections.find(c => c.name === form.connection)
+        : undefined;
+      const request =
+        form && connection && build(form, f => importRequest(connection, f));
+      if (connection && request) {
+        await model.importData(connection.name, request);
+      }
+    }
+  });
+
   if (palette) {
     for (const command of [
       CommandIDs.pull,
+      CommandIDs.importData,
       CommandIDs.commit,
       CommandIDs.publish,
       CommandIDs.refresh,

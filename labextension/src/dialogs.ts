@@ -6,11 +6,13 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import type { IDataset, IRun } from './api';
+import type { IConnection, IDataset, IRun } from './api';
 import {
+  defaultImportName,
   defaultPullPath,
   IChoice,
   ICommitForm,
+  IImportForm,
   IPublishForm,
   IPullForm,
   runChoices,
@@ -266,4 +268,84 @@ export async function askForm<T>(
     focusNodeSelector: 'input, select'
   });
   return result.button.accept ? result.value : null;
+}
+
+/**
+ * The import dialog: the dataset name, then a lake path (S3) or a query and
+ * its parameters (SQL); the connection is chosen in the dialog.
+ */
+export class ImportForm
+  extends Widget
+  implements Dialog.IBodyWidget<IImportForm & { connection: string }>
+{
+  constructor(connections: IConnection[], connection = '', path = '') {
+    super();
+    this.addClass('dsdata-Form');
+    this.connections = connections;
+    this.connection = select(
+      'connection',
+      connections.map(c => ({
+        value: c.name,
+        label: `${c.name} (${c.type === 's3' ? 'lake' : 'warehouse'})`
+      }))
+    );
+    if (connection) {
+      this.connection.value = connection;
+    }
+    this.path.value = path;
+    const lake = document.createElement('div');
+    const warehouse = document.createElement('div');
+    const show = () => {
+      const chosen = this.chosen();
+      lake.hidden = chosen?.type !== 's3';
+      warehouse.hidden = chosen?.type !== 'sql';
+      if (chosen && !this.as.dataset.edited) {
+        this.as.value = defaultImportName(chosen, this.path.value);
+      }
+    };
+    this.connection.addEventListener('change', show);
+    this.path.addEventListener('input', show);
+    this.as.addEventListener('input', () => (this.as.dataset.edited = '1'));
+    field(this.node, 'Connection', this.connection);
+    field(
+      lake,
+      'Path',
+      this.path,
+      "a prefix or an object below the connection's"
+    );
+    field(warehouse, 'Query', this.query, 'a SELECT; :name binds a parameter');
+    field(warehouse, 'Parameters', this.params, 'name=value, one per line');
+    this.node.append(lake, warehouse);
+    field(
+      this.node,
+      'Dataset',
+      this.as,
+      'a new version of it when the data changed'
+    );
+    show();
+  }
+
+  chosen(): IConnection | undefined {
+    return this.connections.find(c => c.name === this.connection.value);
+  }
+
+  getValue(): IImportForm & { connection: string } {
+    return {
+      connection: this.connection.value,
+      as: this.as.value,
+      path: this.path.value,
+      query: this.query.value,
+      params: this.params.value
+    };
+  }
+
+  readonly connections: IConnection[];
+  readonly connection: HTMLSelectElement;
+  readonly as = input('as', '', 'clicks');
+  readonly path = input('path', '', '2026-11/');
+  readonly query = textarea(
+    'query',
+    'SELECT * FROM customers WHERE tenure >= :t'
+  );
+  readonly params = textarea('params', 't=12');
 }

@@ -5,7 +5,9 @@
  */
 import type {
   ICommitRequest,
+  IConnection,
   IDataset,
+  IImportRequest,
   IPublishRequest,
   IPullRequest,
   IRun
@@ -212,4 +214,57 @@ export function runChoices(runs: IRun[]): IChoice[] {
       value: run.run_id as string,
       label: `${run.message || '(no message)'} · ${(run.run_id as string).slice(0, 8)}`
     }));
+}
+
+export interface IImportForm {
+  /** the dataset the import becomes */
+  as: string;
+  /** S3: a prefix or object below the connection's prefix */
+  path: string;
+  /** SQL: the SELECT */
+  query: string;
+  /** SQL: `key=value` bind parameters, one per line */
+  params: string;
+}
+
+/**
+ * A dataset name proposed for an import: the last part of the path, or the
+ * connection's name, in the registry's alphabet.
+ */
+export function defaultImportName(connection: IConnection, path = ''): string {
+  const leaf = path.replace(/\/+$/, '').split('/').pop() || connection.name;
+  const name = leaf
+    .toLowerCase()
+    .replace(/\.[a-z0-9]+$/, '')
+    .replace(/[^a-z0-9_-]+/g, '-')
+    .replace(/^[^a-z]+/, '');
+  return name || connection.name;
+}
+
+/**
+ * The `POST connections/NAME/imports` body of the import dialog.
+ */
+export function importRequest(
+  connection: IConnection,
+  form: IImportForm
+): IImportRequest {
+  const as = form.as.trim();
+  if (!as) {
+    throw new FormError('Name the dataset the import becomes');
+  }
+  if (connection.type === 'sql') {
+    const query = form.query.trim();
+    if (!query) {
+      throw new FormError(
+        `${connection.name} is a warehouse: give a SELECT query`
+      );
+    }
+    const request: IImportRequest = { as, query };
+    const params = parsePairs(form.params, 'parameter');
+    if (Object.keys(params).length) {
+      request.params = params;
+    }
+    return request;
+  }
+  return { as, path: form.path.trim().replace(/^\/+/, '') };
 }

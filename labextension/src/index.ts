@@ -16,6 +16,7 @@ import { DsdataModel } from './model';
 import { DatasetsPanel } from './panels/datasets';
 import { ExperimentsPanel } from './panels/experiments';
 import { ModelsPanel } from './panels/models';
+import { ConnectionsPanel } from './panels/connections';
 import { saveRendererFactory } from './save';
 
 const PLUGIN_ID = 'dsplatform-labextension:plugin';
@@ -94,6 +95,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.addWidget(new DatasetsPanel(model, app.commands));
     sidebar.addWidget(new ExperimentsPanel(model, app.commands));
     sidebar.addWidget(new ModelsPanel(model, app.commands));
+    sidebar.addWidget(new ConnectionsPanel(model, app.commands));
     app.shell.add(sidebar, 'left', { rank: 600 });
     restorer?.add(sidebar, 'dsdata-sidebar');
 

@@ -6,8 +6,12 @@ import { VDomModel } from '@jupyterlab/ui-components';
 
 import type {
   DsdataAPI,
+  IBrowse,
   ICommitRequest,
   ICommitResult,
+  IConnection,
+  IImportRequest,
+  IImportResult,
   IDataset,
   IModel,
   IModelHistory,
@@ -30,7 +34,7 @@ export interface INotifier {
   success(message: string): void;
 }
 
-export type Section = 'datasets' | 'experiments' | 'models';
+export type Section = 'datasets' | 'experiments' | 'models' | 'connections';
 
 export class DsdataModel extends VDomModel {
   constructor(
@@ -50,6 +54,13 @@ export class DsdataModel extends VDomModel {
   /** Each model's promotion history; absent where the catalog could not say. */
   histories: Record<string, IModelHistory> = {};
   runsShown = 10;
+  connections: IConnection[] = [];
+  /** why no connection is listed, when the server says */
+  connectionsNote = '';
+  /** the last browse of each connection */
+  browsed: Record<string, IBrowse> = {};
+  /** imports running now, by connection */
+  importing = new Set<string>();
   /** Sections loading now. */
   loading = new Set<Section>();
   /** The last error of each section, shown in it until it loads again. */
@@ -118,12 +129,22 @@ export class DsdataModel extends VDomModel {
     });
   }
 
+  async refreshConnections(): Promise<void> {
+    await this.load('connections', async () => {
+      const data = await this.api.connections();
+      this.connections = data.connections;
+      this.connectionsNote = data.note ?? '';
+    });
+  }
+
   refresh(section: Section): Promise<void> {
     switch (section) {
       case 'datasets':
         return this.refreshDatasets();
       case 'experiments':
         return this.refreshExperiments();
+      case 'connections':
+        return this.refreshConnections();
       default:
         return this.refreshModels();
     }
@@ -133,8 +154,45 @@ export class DsdataModel extends VDomModel {
     await Promise.all([
       this.refreshDatasets(),
       this.refreshExperiments(),
-      this.refreshModels()
+      this.refreshModels(),
+      this.refreshConnections()
     ]);
+  }
+
+  /** List one level of a connection (S3 prefix) or its tables (SQL). */
+  async browse(name: string, prefix = ''): Promise<IBrowse | undefined> {
+    const found = await this.attempt(() => this.api.browse(name, prefix));
+    if (found) {
+      this.browsed = { ...this.browsed, [name]: found };
+      this.stateChanged.emit();
+    }
+    return found;
+  }
+
+  /** Import on the platform; the dataset list follows. */
+  async importData(
+    name: string,
+    request: IImportRequest
+  ): Promise<IImportResult | undefined> {
+    this.importing.add(name);
+    this.stateChanged.emit();
+    try {
+      const result = await this.attempt(() =>
+        this.api.importData(name, request)
+      );
+      if (result) {
+        this.notify.success(
+          result.created
+            ? `Imported ${result.dataset} ${result.version} from ${name}`
+            : `${result.dataset} ${result.version} is unchanged: no new version`
+        );
+        await this.refreshDatasets();
+      }
+      return result;
+    } finally {
+      this.importing.delete(name);
+      this.stateChanged.emit();
+    }
   }
 
   private update(pull: IPull): void {

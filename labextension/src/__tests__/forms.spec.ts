@@ -1,11 +1,13 @@
 import type { IDataset, IRun } from '../api';
 import {
   commitRequest,
+  defaultImportName,
   defaultPullPath,
   FormError,
   parseMetrics,
   parsePairs,
   parsePaths,
+  importRequest,
   publishRequest,
   pullRequest,
   runChoices,
@@ -222,5 +224,56 @@ describe('publish dialog', () => {
     expect(() => publishRequest({ ...form, ...change })).toThrow(
       new FormError(message)
     );
+  });
+});
+
+describe('importRequest', () => {
+  const lake = {
+    name: 'lake',
+    type: 's3' as const,
+    description: '',
+    bucket: 'raw',
+    prefix: 'events/'
+  };
+  const dwh = { name: 'dwh', type: 'sql' as const, description: '' };
+  const form = { as: ' clicks ', path: '/2026-11/', query: '', params: '' };
+
+  it('imports a lake path below the prefix', () => {
+    expect(importRequest(lake, form)).toEqual({
+      as: 'clicks',
+      path: '2026-11/'
+    });
+  });
+
+  it('imports a query with its parameters', () => {
+    expect(
+      importRequest(dwh, {
+        ...form,
+        query: ' SELECT * FROM t WHERE x >= :x ',
+        params: 'x=3\ny = 4'
+      })
+    ).toEqual({
+      as: 'clicks',
+      query: 'SELECT * FROM t WHERE x >= :x',
+      params: { x: '3', y: '4' }
+    });
+  });
+
+  it('names what is missing', () => {
+    expect(() => importRequest(lake, { ...form, as: ' ' })).toThrow(
+      'Name the dataset'
+    );
+    expect(() => importRequest(dwh, form)).toThrow('give a SELECT query');
+    expect(() =>
+      importRequest(dwh, { ...form, query: 'SELECT 1', params: 'oops' })
+    ).toThrow("Invalid parameter 'oops'");
+  });
+
+  it('proposes a dataset name from the path', () => {
+    expect(defaultImportName(lake, '2026-11/')).toBe('lake'); // no letter: the connection
+    expect(defaultImportName(lake, 'clicks/2026-11/')).toBe('lake');
+    expect(defaultImportName(lake, 'clicks/')).toBe('clicks');
+    expect(defaultImportName(lake, 'clicks/Day 1.JSON')).toBe('day-1');
+    expect(defaultImportName(dwh)).toBe('dwh');
   });
 });
