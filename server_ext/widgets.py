@@ -165,3 +165,78 @@ class ExperimentTable:
         from IPython.display import display
 
         display(self.widget)
+
+
+class ConnectionsBrowser:
+    """The lake and the warehouse as widgets: pick a connection, browse a prefix (or see the
+    tables), import a path or a query as a dataset. A thin front over
+    :mod:`server_ext.connections` (the platform's catalog does the work)."""
+
+    def __init__(self, client: Any = None) -> None:
+        import ipywidgets as w
+
+        from . import connections
+
+        self.client = client or connections
+        self.connections = {c["name"]: c for c in self.client.connections()}
+        self.connection = w.Dropdown(options=sorted(self.connections), description="Connection")
+        self.prefix = w.Text(value="", placeholder="2026-11/", description="Prefix")
+        self.browse_button = w.Button(description="Browse", icon="folder-open")
+        self.query = w.Textarea(value="", placeholder="SELECT ... (warehouse)", description="Query")
+        self.as_name = w.Text(value="", placeholder="clicks", description="Dataset")
+        self.import_button = w.Button(description="Import", button_style="primary", icon="upload")
+        self.label = w.Label(value="")
+        self.output = w.Output()
+        self.browse_button.on_click(lambda _: self._in_output(self.browse))
+        self.import_button.on_click(lambda _: self._in_output(self.do_import))
+        self.widget = w.VBox(
+            [
+                w.HBox([self.connection, self.prefix, self.browse_button]),
+                self.query,
+                w.HBox([self.as_name, self.import_button, self.label]),
+                self.output,
+            ]
+        )
+
+    def _in_output(self, action: Any) -> None:
+        with self.output:
+            action()
+
+    def browse(self) -> Any:
+        """What Browse does: one level under the prefix, or the tables (also from code)."""
+        from IPython.display import display
+
+        from .display import browse_table
+
+        try:
+            found = self.client.browse(self.connection.value, self.prefix.value)
+        except DsdataError as e:
+            self.label.value = f"failed: {e.message}"
+            return None
+        display(browse_table(found))
+        self.label.value = f"browsed {self.connection.value}:{self.prefix.value}"
+        return found
+
+    def do_import(self) -> Any:
+        """What Import does: the prefix (lake) or the query (warehouse) as the dataset."""
+        name = self.connection.value
+        kind = self.connections.get(name, {}).get("type")
+        source = name if kind == "sql" else f"{name}:{self.prefix.value}"
+        self.import_button.disabled = True
+        try:
+            result = self.client.import_data(
+                source, as_name=self.as_name.value, query=self.query.value or None
+            )
+        except DsdataError as e:
+            self.label.value = f"failed: {e.message}"
+            return None
+        finally:
+            self.import_button.disabled = False
+        state = "new version" if result.created else "unchanged"
+        self.label.value = f"{result.dataset}@{result.version} ({state})"
+        return result
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)

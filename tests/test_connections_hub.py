@@ -153,6 +153,33 @@ print(json.dumps({"env": json.dumps(dict(os.environ)) + environ, "files": files}
         no_secret_in(path.read_text(errors="replace"))
 
 
+def test_the_widgets_browse_and_import(chub: HubProcess) -> None:
+    out = run_in_kernel(chub, "alice", "", """
+from server_ext.widgets import ConnectionsBrowser
+b = ConnectionsBrowser()
+print("options", list(b.connection.options))
+b.connection.value = "lake"
+b.prefix.value = "2026-11/"
+found = b.browse()
+print("keys", [o["key"] for o in found["objects"]])
+b.as_name.value = "clicks-widget"
+b.do_import()
+print("label", b.label.value)
+b.do_import()
+print("again", b.label.value)
+b.connection.value = "dwh"
+b.query.value = "DROP TABLE customers"
+b.as_name.value = "nope"
+b.do_import()
+print("refused", b.label.value)
+""")  # fmt: skip
+    assert "options ['dwh', 'lake']" in out, out
+    assert "keys ['2026-11/day1.json', '2026-11/day2.json', '2026-11/day3.json']" in out
+    assert "label clicks-widget@v1.0.0 (new version)" in out, out
+    assert "again clicks-widget@v1.0.0 (unchanged)" in out, out
+    assert "refused failed: Imports are read-only" in out, out
+
+
 @pytest.mark.lab
 def test_the_sidebar_browses_and_imports(chub: HubProcess) -> None:
     """The Connections section in alice's sandbox, in chromium: browse the lake, import a
