@@ -113,6 +113,7 @@ def test_platform_values_become_the_admin_config() -> None:
     assert c.QuotaPolicy.group_pools == {"ml": {"gpus": 4}}
     assert c.QuotaPolicy.pools == {"nvidia-a100": 8}
     assert c.DatasetCatalog.dataset_groups == {"churn": ["ml"]}
+    assert c.DataConnections.connections == VALUES["platform"].get("connections", {})
     assert c.ProfileKubeSpawner.gpu_scheduling == {
         "nvidia-a100": {"node_selector": {"gpu": "a100"}}
     }

@@ -403,8 +403,25 @@ def test_secrets_stay_in_secrets(rendered) -> None:
     env = {e["name"]: e for e in hub["env"]}
     for variable in ("JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN"):
         assert "secretKeyRef" in env[variable]["valueFrom"]
-    cookie = container_env(objects, hub)["JPY_COOKIE_SECRET"]
+    cookie = container_env(objects, hub, external="")["JPY_COOKIE_SECRET"]
     assert len(bytes.fromhex(cookie)) == 32  # what JupyterHub reads from JPY_COOKIE_SECRET
+
+
+def test_connection_credentials_come_from_their_secrets(rendered) -> None:
+    name, objects = rendered
+    hub = find(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in hub["env"]}
+    if name == "defaults":
+        assert "DWH_URL" not in env
+        return
+    assert env["LAKE_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "lake-s3", "key": "secret-key"}
+    }
+    assert env["DWH_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "warehouse", "key": "sqlalchemy-url"}
+    }
+    values = hub_values(objects)  # the connections reach the hub, their secrets do not
+    assert values["platform"]["connections"]["lake"]["credentials"] == {"env": "LAKE"}
 
 
 def test_mlflow_serves_artifacts_from_postgresql_and_a_volume_or_bucket(rendered) -> None:

@@ -78,7 +78,8 @@ def load_hub_config(
     environment (secrets resolved from the rendered Secrets), the ConfigMap's files."""
     configmap = find(objects, "ConfigMap", "-hub")
     (container,) = find(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"]
-    env = container_env(objects, container)
+    # Secrets the chart does not render (the connections'): an admin's, present in the pod
+    env = container_env(objects, container, external="(an existing Secret)")
     assert env["DSPLATFORM_MODE"] == "kubernetes"
     for key, text in configmap["data"].items():  # the ConfigMap mounted at /etc/dsplatform
         (tmp_path / key).write_text(text)
@@ -189,6 +190,8 @@ def test_a_gpu_sandbox_from_the_chart_config(rendered, monkeypatch: pytest.Monke
 
     # the hub pod's environment from its Secret (the catalog's credential at the serving pods)
     monkeypatch.setenv("DSPLATFORM_SERVING_SECRET", "s" * 32)
+    for variable in ("LAKE_ACCESS_KEY_ID", "LAKE_SECRET_ACCESS_KEY", "DWH_URL"):  # connections'
+        monkeypatch.setenv(variable, "(from its Secret)")
     name, objects = rendered
     c = Config()
     env = {"CONFIGPROXY_AUTH_TOKEN": "t", "PGPASSWORD": "p", "DSPLATFORM_STATE_DIR": "/srv/jupyterhub",

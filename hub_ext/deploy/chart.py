@@ -148,6 +148,8 @@ def apply_chart_values(c: Config, values: Mapping[str, Any], env: Mapping[str, s
     c.QuotaPolicy.pools = dict(quotas.get("pools") or {})
     c.DatasetCatalog.registries = list(datasets.get("registries") or [])
     c.DatasetCatalog.dataset_groups = dict(datasets.get("groups") or {})
+    # connections; their secrets are the pod's env (connectionSecrets), checked by configure()
+    c.DataConnections.connections = dict(platform.get("connections") or {})
     c.ProfileKubeSpawner.gpu_resource_name = platform.get("gpuResourceName") or "nvidia.com/gpu"
     c.ProfileKubeSpawner.gpu_scheduling = dict(platform.get("gpuScheduling") or {})
     culling = value(values, "culling", {})
