@@ -133,6 +133,27 @@ print("rows", len(pandas.read_parquet("data/churn-train.parquet")))
     assert "Your groups may not use the connection 'lake'" in erin, erin
 
 
+def test_an_imported_dataset_is_committed_and_reproduced(chub: HubProcess) -> None:
+    """After the imports above: a commit records the imported versions as lineage, and a
+    reproduction pulls exactly those versions again (through the catalog)."""
+    out = run_in_kernel(chub, "alice", "", """
+import json
+from server_ext import dsdata
+result = dsdata.commit("trained on imported data")
+run = dsdata.log(1)[0]
+again = dsdata.reproduce(result.run_id, "reproduced-imports")
+print(json.dumps({"datasets": run["datasets"], "identical": again["identical"],
+                  "reproduced": sorted((d["dataset"], d["version"], d["identical"])
+                                       for d in again["datasets"])}))
+""")  # fmt: skip
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["datasets"]["clicks"].startswith("v1.0.0@"), found
+    assert found["datasets"]["churn-train"].startswith("v1.0.0@"), found
+    assert found["identical"] is True
+    assert ("clicks", "v1.0.0", True) in [tuple(d) for d in found["reproduced"]]
+    assert ("churn-train", "v1.0.0", True) in [tuple(d) for d in found["reproduced"]]
+
+
 def test_no_secret_reaches_a_sandbox_or_the_logs(chub: HubProcess) -> None:
     probe = json.loads(run_in_kernel(chub, "alice", "", """
 import json, os, pathlib
