@@ -31,8 +31,14 @@ from typing import Any
 
 from hub_ext.connections.imports import DOWNLOAD_THREADS, ImportJob
 from hub_ext.connections.settings import load_connections
-from tests.connections import BUCKET, DWH_PASSWORD, LAKE_KEY, LAKE_SECRET
-from tests.hub import free_port
+from tests.connections import (
+    BUCKET,
+    DWH_PASSWORD,
+    LAKE_KEY,
+    LAKE_SECRET,
+    Lake,
+    s3_server,
+)
 from tests.postgres import PostgresServer, find_bindir
 
 from .common import cpu_contention, log, machine_info, table, write_result
@@ -54,16 +60,12 @@ def run_import(job: ImportJob, env: dict[str, str]) -> tuple[float, dict[str, An
 
 
 def s3_bench(args: argparse.Namespace, base: Path) -> dict[str, Any]:
-    import boto3
-    from moto.server import ThreadedMotoServer
+    with s3_server() as lake:
+        return _s3_rounds(args, base, lake)
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id=LAKE_KEY, aws_secret_access_key=LAKE_SECRET)  # fmt: skip
-    client.create_bucket(Bucket=BUCKET)
+
+def _s3_rounds(args: argparse.Namespace, base: Path, lake: Lake) -> dict[str, Any]:
+    client, url = lake.client, lake.url
     count = max(1, int(args.gb * 1024 / args.object_mb))
     block = os.urandom(args.object_mb << 20)
     for i in range(count):
@@ -88,27 +90,24 @@ def s3_bench(args: argparse.Namespace, base: Path) -> dict[str, Any]:
 
     times: dict[str, list[float]] = {"import": [], "boto3": []}
     unchanged = []
-    try:
-        for i in range(args.rounds):
-            order = ["import", "boto3"] if i % 2 == 0 else ["boto3", "import"]
-            for name in order:
-                if name == "boto3":
-                    target = base / f"anchor-{i}"
-                    times[name].append(anchor(target))
-                    shutil.rmtree(target)
-                else:
-                    registry = base / f"registry-{i}"
-                    job = ImportJob(conn, "bulk", "bench", str(registry / "imports"), path="bulk/")
-                    seconds, done = run_import(job, env)
-                    assert done["created"], done
-                    times[name].append(seconds)
-                    again, done = run_import(job, env)  # unchanged: ETags only, no download
-                    assert not done["created"], done
-                    unchanged.append(again)
-                    shutil.rmtree(registry)
-                log(f"round {i} {name}: {times[name][-1]:.2f} s")
-    finally:
-        server.stop()
+    for i in range(args.rounds):
+        order = ["import", "boto3"] if i % 2 == 0 else ["boto3", "import"]
+        for name in order:
+            if name == "boto3":
+                target = base / f"anchor-{i}"
+                times[name].append(anchor(target))
+                shutil.rmtree(target)
+            else:
+                registry = base / f"registry-{i}"
+                job = ImportJob(conn, "bulk", "bench", str(registry / "imports"), path="bulk/")
+                seconds, done = run_import(job, env)
+                assert done["created"], done
+                times[name].append(seconds)
+                again, done = run_import(job, env)  # unchanged: ETags only, no download
+                assert not done["created"], done
+                unchanged.append(again)
+                shutil.rmtree(registry)
+            log(f"round {i} {name}: {times[name][-1]:.2f} s")
     return {"bytes": total, "objects": count, "seconds": times, "unchanged_seconds": unchanged}
 
 

@@ -64,15 +64,6 @@ MONITORING_GOAL = 0.05  # throughput lost to metrics and input sampling
 APPROVER = ["custom:dsplatform:approve", "access:services!service=catalog"]
 
 
-def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
-    if hub.api("GET", f"/users/{user}").status_code == 404:
-        hub.api("POST", f"/users/{user}").raise_for_status()
-    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "bench"})
-    r.raise_for_status()
-    token: str = r.json()["token"]
-    return token
-
-
 def promote(hub: HubProcess, version: int, owner: str, approver: str) -> None:
     """``production`` -> ``version``: the owner asks, the reviewer approves."""
     catalog = f"{hub.url}/services/catalog/api/models/{MODEL}"
@@ -233,8 +224,8 @@ def gateway(hub: HubProcess, root: Path) -> tuple[Target, float]:
     with hub.mlflow_as("bench"):
         published = service.publish(MODEL, path="model.pkl")
     log(f"published {published['uri']} (version {published['version']})")
-    token = scoped_token(hub, "bench", SCOPES)
-    promote(hub, published["version"], token, scoped_token(hub, "rita", APPROVER))
+    token = hub.scoped_token("bench", SCOPES)
+    promote(hub, published["version"], token, hub.scoped_token("rita", APPROVER))
     url = f"{hub.url}/services/catalog/api/models/{MODEL}/production/predict"
     t = time.perf_counter()  # the worker's cold start: files, process, model load
     r = requests.post(url, data=payload(8), timeout=180,

@@ -180,6 +180,15 @@ class HubProcess:
             self._tokens[user] = r.json()["token"]
         return self._tokens[user]
 
+    def scoped_token(self, user: str, scopes: list[str], note: str = "tests") -> str:
+        """A new token of ``user`` (created with the user if needed) narrowed to ``scopes``."""
+        if self.api("GET", f"/users/{user}").status_code == 404:
+            self.api("POST", f"/users/{user}").raise_for_status()
+        r = self.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": note})
+        assert r.status_code == 201, r.text
+        token: str = r.json()["token"]
+        return token
+
     def spawn(
         self, user: str, server: str = "", options: Mapping[str, Any] | None = None
     ) -> requests.Response:

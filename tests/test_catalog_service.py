@@ -71,15 +71,6 @@ def publish(hub: HubProcess, root: Path, estimator: Any, alias: str | None) -> d
         return service.publish(MODEL, path="model.pkl", alias=alias)
 
 
-def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
-    if hub.api("GET", f"/users/{user}").status_code == 404:
-        hub.api("POST", f"/users/{user}").raise_for_status()
-    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "catalog"})
-    assert r.status_code == 201, r.text
-    token: str = r.json()["token"]
-    return token
-
-
 @pytest.fixture(scope="module")
 def chub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     state: Path = tmp_path_factory.mktemp("catalog-hub")
@@ -91,7 +82,7 @@ def chub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         process.model = train()  # type: ignore[attr-defined]
         process.first = publish(process, root, process.model, "production")  # type: ignore[attr-defined]
         process.root = root  # type: ignore[attr-defined]
-        process.paul = scoped_token(process, "paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
+        process.paul = process.scoped_token("paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
         yield process
     finally:
         process.shutdown()
@@ -141,7 +132,7 @@ def test_predict_in_three_formats_matches_the_model(chub: HubProcess) -> None:
 
 
 def test_predict_needs_the_scope(chub: HubProcess) -> None:
-    alice = scoped_token(chub, "alice", [ACCESS])
+    alice = chub.scoped_token("alice", [ACCESS])
     r = post(chub, PREDICT_PATH, alice, SPLIT)
     assert r.status_code == 403, r.text
     assert PREDICT in r.json()["message"] and "group(s) 'product'" in r.json()["message"]
@@ -156,7 +147,7 @@ def test_predict_needs_the_scope(chub: HubProcess) -> None:
     assert post(chub, PREDICT_PATH, None, SPLIT).status_code in (401, 403)
     assert post(chub, PREDICT_PATH, "not-a-real-token-123", SPLIT).status_code in (401, 403)
     # a token with the predict scope but without access to the service
-    only_predict = scoped_token(chub, "paul", [PREDICT])
+    only_predict = chub.scoped_token("paul", [PREDICT])
     assert post(chub, PREDICT_PATH, only_predict, SPLIT).status_code in (401, 403)
 
 

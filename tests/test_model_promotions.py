@@ -23,6 +23,7 @@ import requests
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
+from .metrics import Samples, parse_samples
 from .test_hub_spawn import run_in_kernel
 
 pytestmark = [pytest.mark.hub, pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -100,27 +101,12 @@ def in_kernel(hub: HubProcess, user: str, code: str) -> Any:
     raise AssertionError(f"no JSON in the kernel's output: {out[-2000:]}")
 
 
-def scoped(hub: HubProcess, user: str, scopes: list[str]) -> str:
-    if hub.api("GET", f"/users/{user}").status_code == 404:
-        hub.api("POST", f"/users/{user}").raise_for_status()
-    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "governance"})
-    assert r.status_code == 201, r.text
-    token: str = r.json()["token"]
-    return token
-
-
-def gateway_metrics(hub: HubProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def gateway_metrics(hub: HubProcess) -> Samples:
     """The catalog's Prometheus metrics, parsed (read with an admin's token)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     r = requests.get(f"{hub.url}/services/catalog/metrics", timeout=30,
                      headers={"Authorization": f"token {hub.token_for('admin')}"})  # fmt: skip
     assert r.status_code == 200, r.text
-    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(r.text):
-        for sample in family.samples:
-            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+    return parse_samples(r.text)
 
 
 def catalog(hub: HubProcess, method: str, path: str, token: str, body: Any = None,
@@ -132,10 +118,10 @@ def catalog(hub: HubProcess, method: str, path: str, token: str, body: Any = Non
 @pytest.fixture(scope="module")
 def tokens(ghub: HubProcess) -> dict[str, str]:
     return {
-        "rita": scoped(ghub, "rita", [APPROVE, ACCESS]),
-        "alice-approver": scoped(ghub, "alice", [APPROVE, ACCESS]),
-        "alice": scoped(ghub, "alice", [ACCESS]),
-        "paul": scoped(ghub, "paul", [PREDICT, ACCESS]),
+        "rita": ghub.scoped_token("rita", [APPROVE, ACCESS]),
+        "alice-approver": ghub.scoped_token("alice", [APPROVE, ACCESS]),
+        "alice": ghub.scoped_token("alice", [ACCESS]),
+        "paul": ghub.scoped_token("paul", [PREDICT, ACCESS]),
     }
 
 

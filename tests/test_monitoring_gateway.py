@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
+from .metrics import parse_samples
 
 pytestmark = [
     pytest.mark.hub,
@@ -57,14 +57,6 @@ c.JupyterHub.load_roles = list(c.JupyterHub.get("load_roles", [])) + [
 
 def catalog(hub: HubProcess, path: str) -> str:
     return f"{hub.url}/services/catalog/{path}"
-
-
-def scoped_token(hub: HubProcess, user: str, scopes: list[str]) -> str:
-    if hub.api("GET", f"/users/{user}").status_code == 404:
-        hub.api("POST", f"/users/{user}").raise_for_status()
-    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "monitoring"})
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
 
 
 def train_on_pulled_iris(hub: HubProcess, root: Path) -> dict[str, Any]:
@@ -117,7 +109,7 @@ def mhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         root.mkdir()
         hub.published = train_on_pulled_iris(hub, root)  # type: ignore[attr-defined]
         log_with_example(hub)
-        hub.paul = scoped_token(hub, "paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
+        hub.paul = hub.scoped_token("paul", [PREDICT, ACCESS])  # type: ignore[attr-defined]
         yield hub
     finally:
         hub.shutdown()
@@ -140,11 +132,7 @@ def scrape(hub: HubProcess, path: str = "services/catalog/metrics") -> dict[str,
     )
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/plain")
-    samples: dict[str, Any] = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return samples
+    return parse_samples(r.text)
 
 
 def value(samples: dict[str, Any], name: str, **labels: str) -> float:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
+from .metrics import parse_samples
 from .test_lab_e2e import ARTIFACTS, run_node
 
 pytestmark = pytest.mark.hub
@@ -48,25 +48,10 @@ def uhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         hub.shutdown()
 
 
-def samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            found.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return found
-
-
 def get(hub: HubProcess, path: str, token: str | None) -> requests.Response:
     headers = {"Authorization": f"token {token}"} if token else {}
     return requests.get(f"{hub.url}/hub/{path}", headers=headers, timeout=30,
                         allow_redirects=False)  # fmt: skip
-
-
-def narrowed(hub: HubProcess, user: str, scopes: list[str]) -> str:
-    hub.token_for(user)  # the user exists
-    r = hub.api("POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "narrow"})
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
 
 
 def test_the_platform_gauges_are_on_the_hubs_own_metrics(uhub: HubProcess) -> None:
@@ -74,7 +59,7 @@ def test_the_platform_gauges_are_on_the_hubs_own_metrics(uhub: HubProcess) -> No
     assert get(uhub, "metrics", uhub.token_for("alice")).status_code == 403
     r = get(uhub, "metrics", METRICS_TOKEN)
     assert r.status_code == 200, r.text
-    found = samples(r.text)
+    found = parse_samples(r.text)
     assert "jupyterhub_running_servers" in found  # the same registry as JupyterHub's
     a100 = (("gpu_type", "nvidia-a100"),)
     assert found["dsplatform_gpus_in_use"][a100] == 2
@@ -114,7 +99,7 @@ def test_the_whole_platforms_usage_for_admins(uhub: HubProcess) -> None:
     # not for users, nor for an admin's token narrowed to something else
     r = get(uhub, "api/dsplatform/usage?all=1", uhub.token_for("alice"))
     assert r.status_code == 403 and "read:users" in r.json()["message"], r.text
-    narrow_admin = narrowed(uhub, "admin", ["read:users:name"])
+    narrow_admin = uhub.scoped_token("admin", ["read:users:name"])
     assert get(uhub, "api/dsplatform/usage?all=1", narrow_admin).status_code == 403
     assert get(uhub, "api/dsplatform/usage?user=alice", narrow_admin).status_code == 403
     assert get(uhub, "api/dsplatform/usage?user=alice", admin).json()["user"] == "alice"
@@ -126,12 +111,12 @@ def test_the_usage_and_dataset_apis_honour_narrowed_tokens(uhub: HubProcess) -> 
     bob = uhub.token_for("bob")
     assert get(uhub, "api/dsplatform/usage", bob).json()["user"] == "bob"
     assert get(uhub, "api/dsplatform/datasets", bob).status_code == 200
-    names_only = narrowed(uhub, "bob", ["read:users:name!user=bob"])
+    names_only = uhub.scoped_token("bob", ["read:users:name!user=bob"])
     r = get(uhub, "api/dsplatform/usage", names_only)
     assert r.status_code == 403 and "read:users" in r.json()["message"], r.text
     r = get(uhub, "api/dsplatform/datasets", names_only)
     assert r.status_code == 403 and "custom:dsplatform:datasets" in r.json()["message"], r.text
-    catalog_only = narrowed(uhub, "bob", ["custom:dsplatform:datasets"])
+    catalog_only = uhub.scoped_token("bob", ["custom:dsplatform:datasets"])
     assert get(uhub, "api/dsplatform/datasets", catalog_only).status_code == 200
     assert get(uhub, "api/dsplatform/usage", catalog_only).status_code == 403
     assert get(uhub, "api/dsplatform/usage?user=alice", bob).status_code == 403

@@ -40,6 +40,14 @@ export async function launchPage() {
   return { browser, page };
 }
 
+/** Log in through the hub's form as `user`, on the way to `next`. */
+export async function hubLogin(page, hub, user, password, next) {
+  await page.goto(`${hub}/hub/login?next=${next}`);
+  await page.fill('#username_input', user);
+  await page.fill('#password_input', password);
+  await page.click('#login_submit');
+}
+
 /**
  * Run a story: `steps()`; on an error print it and screenshot `page` to
  * `failureShot`; close the browser; then `after()` (e.g. a summary line), a

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { launchPage, log, runStory } from './browser.mjs';
+import { hubLogin, launchPage, log, runStory } from './browser.mjs';
 
 const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
 const user = process.env.HUB_USER ?? 'alice';
@@ -24,10 +24,13 @@ await runStory(
   { browser, page },
   path.join(out, 'hub-connections-failure.png'),
   async () => {
-    await page.goto(`${hub}/hub/login?next=/user/${user}/lab`);
-    await page.fill('#username_input', user);
-    await page.fill('#password_input', process.env.HUB_PASSWORD ?? '');
-    await page.click('#login_submit');
+    await hubLogin(
+      page,
+      hub,
+      user,
+      process.env.HUB_PASSWORD ?? '',
+      `/user/${user}/lab`
+    );
     await page.locator('#jp-main-dock-panel').waitFor();
     await page
       .locator('.jp-SideBar .lm-TabBar-tab[data-id="dsdata-sidebar"]')

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { launchPage, log, runStory } from './browser.mjs';
+import { hubLogin, launchPage, log, runStory } from './browser.mjs';
 
 const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
 const out = process.env.ARTIFACTS ?? 'test-artifacts';
@@ -18,10 +18,7 @@ const summary = {};
 
 async function login(name, password) {
   await page.context().clearCookies();
-  await page.goto(`${hub}/hub/login?next=/hub/home`);
-  await page.fill('#username_input', name);
-  await page.fill('#password_input', password);
-  await page.click('#login_submit');
+  await hubLogin(page, hub, name, password, '/hub/home');
   await page.waitForURL(/\/hub\/home/);
   log('logged in as', name);
 }
