@@ -4,6 +4,7 @@ HTTP, as boto3 and DVC talk to AWS) and a warehouse database in the session's Po
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,24 @@ class Lake:
     def env(self) -> dict[str, str]:
         return {"LAKE_ACCESS_KEY_ID": LAKE_KEY, "LAKE_SECRET_ACCESS_KEY": LAKE_SECRET}
 
+    def snapshot(self) -> dict[str, bytes]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return {k: self.client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
-@pytest.fixture(scope="session", name="lake")
-def lake_fixture() -> Iterator[Lake]:
-    """moto's S3 server with bucket ``raw``; ``events/2026-11/`` holds three objects."""
+    def restore(self, saved: dict[str, bytes]) -> None:
+        """Back to ``saved``: objects added since are deleted, changed ones put back."""
+        now = self.snapshot()
+        for key in set(now) - set(saved):
+            self.client.delete_object(Bucket=BUCKET, Key=key)
+        for key, data in saved.items():
+            if now.get(key) != data:
+                self.put(key, data)
+
+
+@contextmanager
+def s3_server() -> Iterator[Lake]:
+    """moto's S3 server on a free loopback port, with an empty bucket ``raw``."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -42,16 +57,23 @@ def lake_fixture() -> Iterator[Lake]:
     client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                           aws_access_key_id=LAKE_KEY, aws_secret_access_key=LAKE_SECRET)  # fmt: skip
     client.create_bucket(Bucket=BUCKET)
-    lake = Lake(url, client)
-    for day in (1, 2, 3):
-        lake.put(
-            f"events/2026-11/day{day}.json", f'{{"day": {day}, "clicks": {day * 10}}}\n'.encode()
-        )
-    lake.put("events/other.txt", b"not imported\n")
     try:
-        yield lake
+        yield Lake(url, client)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session", name="lake")
+def lake_fixture() -> Iterator[Lake]:
+    """moto's S3 server with bucket ``raw``; ``events/2026-11/`` holds three objects."""
+    with s3_server() as lake:
+        for day in (1, 2, 3):
+            lake.put(
+                f"events/2026-11/day{day}.json",
+                f'{{"day": {day}, "clicks": {day * 10}}}\n'.encode(),
+            )
+        lake.put("events/other.txt", b"not imported\n")
+        yield lake
 
 
 @dataclass

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,14 @@ def pull(registry: Path, tmp: Path, ref: str, target: str) -> Path:
     (tmp / "ws").mkdir(exist_ok=True)
     result = service.pull(ref, target, force=True)
     return tmp / "ws" / result.path
+
+
+@pytest.fixture(autouse=True)
+def _lake_as_it_was(lake: Lake) -> Iterator[None]:
+    """The session's lake is shared with the hub tests: each test here leaves it as found."""
+    saved = lake.snapshot()
+    yield
+    lake.restore(saved)
 
 
 @pytest.fixture
