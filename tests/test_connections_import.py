@@ -6,16 +6,21 @@ environment). What a pull gets back is compared byte for byte; GTO's view of the
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import decimal
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from hub_ext.connections.imports import ImportJob
@@ -204,3 +209,51 @@ def test_a_query_becomes_a_parquet_version(
     bad = run_import(ImportJob(conn, "bad", "alice", str(registry), query="SELECT * FROM no_such_table"),
                      warehouse.env())["error"]  # fmt: skip
     assert bad["status"] == 400 and '"no_such_table" does not exist' in bad["message"], bad
+
+
+def test_a_query_past_its_timeout_or_of_two_statements_is_refused(
+    lake: Lake, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    conn = load_connections(connections_config(lake))["dwh"]
+    registry = tmp_path / "imports"
+    slow = ImportJob(dataclasses.replace(conn, timeout=1), "slow", "alice", str(registry),
+                     query="SELECT pg_sleep(4) AS slept, id FROM customers")  # fmt: skip
+    started = time.monotonic()
+    answer = run_import(slow, warehouse.env())["error"]
+    assert answer["status"] == 504 and "ran past 1 s" in answer["message"], answer
+    assert time.monotonic() - started < 4  # stopped by the server, not waited out
+
+    marker = tmp_path / "copied.txt"
+    for query in (
+        "SELECT 1 AS a; SELECT id FROM customers",  # a second statement
+        f"SELECT 1 AS a) TO '{marker}' --",  # out of COPY's parenthesis
+        "SELECT 1 AS a; COPY customers TO STDOUT",
+    ):
+        job = ImportJob(conn, "escape", "alice", str(registry), query=query)
+        answer = run_import(job, warehouse.env())["error"]
+        assert answer["status"] == 400, (query, answer)
+    assert not marker.exists()
+    assert not registry.exists() or tags(registry) == []
+
+
+def test_a_query_keeps_its_column_types_and_nulls(
+    lake: Lake, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    conn = load_connections(connections_config(lake))["dwh"]
+    registry = tmp_path / "imports"
+    query = ("SELECT id, 1.5::numeric(5, 2) AS price, 2.25::float8 AS score, "
+             "timestamptz '2026-11-30 23:30:00+02' AS at, date '2026-11-01' AS day, "
+             "NULL::text AS missing, '' AS empty, E'a,\"b\\nc' AS quoted, plan LIKE 'mo%' AS m "
+             "FROM customers WHERE id <= :n ORDER BY id")  # fmt: skip
+    job = ImportJob(conn, "typed", "alice", str(registry), query=query, params={"n": 2})
+    done = run_import(job, warehouse.env())["done"]
+    types = {c["name"]: c["type"] for c in done["lineage"]["columns"]}
+    assert types == {"id": "int32", "price": "decimal128(5, 2)", "score": "double",
+                     "at": "timestamp[us, tz=UTC]", "day": "date32[day]", "missing": "string",
+                     "empty": "string", "quoted": "string", "m": "bool"}  # fmt: skip
+    [first, second] = pq.read_table(pull(registry, tmp_path, "typed", "t.parquet")).to_pylist()
+    assert first["price"] == decimal.Decimal("1.50") and first["score"] == 2.25
+    assert first["at"] == dt.datetime(2026, 11, 30, 21, 30, tzinfo=dt.UTC)
+    assert first["day"] == dt.date(2026, 11, 1)
+    assert (first["missing"], first["empty"], first["quoted"]) == (None, "", 'a,"b\nc')
+    assert (first["id"], first["m"], second["m"]) == (1, False, True)

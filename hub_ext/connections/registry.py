@@ -47,10 +47,30 @@ class ImportRegistry:
                 shutil.rmtree(self.root, ignore_errors=True)
                 init_registry(self.root, self.remote)
                 git(self.root, "tag", "-a", "dsplatform-created", "-m", "the empty registry")
+            self._cache_in_remote()
             self._back_to_registered()
             for stale in self.root.parent.glob(".import-*"):  # a killed import's staging
                 shutil.rmtree(stale, ignore_errors=True)
             yield
+
+    def _cache_in_remote(self) -> None:
+        """The registry's DVC cache is its remote (same layout, ``files/md5/…``), linked by
+        hardlinks: ``dvc add`` moves the staged bytes into the remote once, and the push has
+        nothing left to copy. Objects of an import killed before its tag are unreferenced,
+        never wrong (content-addressed, written by rename). In ``config.local``: untracked,
+        so resetting the registry keeps it."""
+        local = self.root / ".dvc" / "config.local"
+        if local.is_file():
+            return
+        from dvc.repo import Repo
+
+        repo = Repo(os.fspath(self.root))
+        try:
+            with repo.config.edit("local") as conf:
+                conf["cache"]["dir"] = os.fspath(self.remote.resolve())
+                conf["cache"]["type"] = "hardlink"
+        finally:
+            repo.close()
 
     def _back_to_registered(self) -> None:
         """Drop whatever a killed import left: the branch goes back to its newest commit

@@ -111,7 +111,7 @@ class S3Source:
 
 class SqlSource:
     def __init__(self, conn: Connection, env: Mapping[str, str] = os.environ) -> None:
-        from sqlalchemy import create_engine
+        from sqlalchemy import create_engine, make_url
         from sqlalchemy.pool import NullPool
 
         url = env.get(conn.url_env, "")
@@ -120,7 +120,12 @@ class SqlSource:
                                    "platform (ask an admin)")  # fmt: skip
         self.conn = conn
         try:
-            self.engine = create_engine(url, poolclass=NullPool)
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "postgresql":
+                # psycopg 3: the extended protocol runs exactly one statement per execute
+                # (psycopg2's simple protocol runs `SELECT 1; COPY … TO PROGRAM …` whole)
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            self.engine = create_engine(parsed, poolclass=NullPool)
         except Exception as e:  # the URL itself is wrong: never show it (it holds a password)
             raise SourceError(503, f"The connection {conn.name!r} is misconfigured: "
                                    f"{type(e).__name__}") from None  # fmt: skip
@@ -171,55 +176,94 @@ class SqlSource:
         progress: Callable[[int], None] = lambda rows: None,
     ) -> dict[str, Any]:
         """Stream the query's rows into a Parquet file (at most ``max_rows``); its columns
-        and row count."""
+        and row count. PostgreSQL: through ``COPY`` (:mod:`.pg_copy`); others: row batches."""
+        import psycopg
         import pyarrow as pa
-        import pyarrow.parquet as pq
-        from sqlalchemy import text
         from sqlalchemy.exc import DBAPIError, StatementError
+
+        from hub_ext.connections import pg_copy
 
         first = re.sub(r"(--[^\n]*\n|/\*.*?\*/|\s|\()+", " ", " " + query, flags=re.S).split()
         if not first or first[0].upper() not in ("SELECT", "WITH", "VALUES", "TABLE"):
             verb = first[0].upper()[:20] if first else "nothing"
             raise SourceError(400, f"Imports are read-only: they run a SELECT, not {verb}")
+        try:
+            with self.read_only() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    raw = connection.connection.dbapi_connection
+                    rows, described = pg_copy.export(raw, query, params, dest,
+                                                     self.conn.max_rows, progress)  # fmt: skip
+                    columns = [{"name": c.name, "type": str(c.arrow_type)} for c in described]
+                else:
+                    rows, columns = self._export_rows(connection, query, params, dest, progress)
+        except SourceError:
+            raise
+        except pg_copy.OverLimit:
+            raise self._over_limit() from None
+        except pg_copy.QueryRefused as e:
+            raise SourceError(400, self._reason(str(e))) from None
+        except (DBAPIError, StatementError) as e:
+            raise SourceError(*self._failure(str(getattr(e, "orig", e)))) from None
+        except (psycopg.Error, pa.ArrowException, OSError) as e:  # COPY, CSV -> Arrow, disk
+            raise SourceError(*self._failure(str(e))) from None
+        return {"rows": rows, "columns": columns}
+
+    def _over_limit(self) -> SourceError:
+        return SourceError(413, f"The query returns more than {self.conn.max_rows} rows, the "
+                                f"limit of {self.conn.name!r}; nothing was imported")  # fmt: skip
+
+    def _reason(self, message: str) -> str:
+        reason = message.strip().splitlines()[0][:300] if message.strip() else "refused"
+        if any(w in reason for w in ("read-only", "readonly", "query_only", "data-modifying")):
+            return f"The query tries to write ({reason}); imports are read-only"
+        if "multiple commands" in reason:
+            return f"An import runs one SELECT ({reason})"
+        return reason
+
+    def _failure(self, message: str) -> tuple[int, str]:
+        reason = self._reason(message)
+        if "statement timeout" in reason or "canceling statement" in reason:
+            return 504, f"The query ran past {self.conn.timeout} s ({reason})"
+        return 400, reason
+
+    def _export_rows(
+        self,
+        connection: Any,
+        query: str,
+        params: Mapping[str, Any],
+        dest: Path,
+        progress: Callable[[int], None],
+    ) -> tuple[int, list[dict[str, str]]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from sqlalchemy import text
+
         rows = 0
         writer = None
         schema = None
         try:
-            with self.read_only() as connection:
-                result = connection.execution_options(
-                    stream_results=True, max_row_buffer=BATCH_ROWS
-                ).execute(text(query), dict(params))
-                if not result.returns_rows:
-                    raise SourceError(400, "The query returns no rows (imports are SELECTs)")
-                columns = list(result.keys())
-                for part in result.partitions(BATCH_ROWS):
-                    rows += len(part)
-                    if rows > self.conn.max_rows:
-                        raise SourceError(413, f"The query returns more than {self.conn.max_rows} "
-                                               f"rows, the limit of {self.conn.name!r}; nothing "
-                                               "was imported")  # fmt: skip
-                    data = {c: [r[i] for r in part] for i, c in enumerate(columns)}
-                    table = pa.table(data) if schema is None else pa.table(data, schema=schema)
-                    if writer is None:
-                        schema = table.schema
-                        writer = pq.ParquetWriter(dest, schema)
-                    writer.write_table(table)
-                    progress(rows)
-                if writer is None:  # no rows: an empty table with the query's columns
-                    schema = pa.schema([(c, pa.string()) for c in columns])
+            result = connection.execution_options(
+                stream_results=True, max_row_buffer=BATCH_ROWS
+            ).execute(text(query), dict(params))
+            if not result.returns_rows:
+                raise SourceError(400, "The query returns no rows (imports are SELECTs)")
+            names = list(result.keys())
+            for part in result.partitions(BATCH_ROWS):
+                rows += len(part)
+                if rows > self.conn.max_rows:
+                    raise self._over_limit()
+                data = {c: [r[i] for r in part] for i, c in enumerate(names)}
+                table = pa.table(data) if schema is None else pa.table(data, schema=schema)
+                if writer is None:
+                    schema = table.schema
                     writer = pq.ParquetWriter(dest, schema)
-        except SourceError:
-            raise
-        except (DBAPIError, StatementError) as e:
-            reason = str(getattr(e, "orig", e)).strip().splitlines()[0][:300]
-            status = 400
-            if any(w in reason for w in ("read-only", "readonly", "query_only", "data-modifying")):
-                reason = f"The query tries to write ({reason}); imports are read-only"
-            elif "statement timeout" in reason or "canceling statement" in reason:
-                status, reason = 504, f"The query ran past {self.conn.timeout} s ({reason})"
-            raise SourceError(status, reason) from None
+                writer.write_table(table)
+                progress(rows)
+            if writer is None:  # no rows: an empty table with the query's columns
+                schema = pa.schema([(c, pa.string()) for c in names])
+                writer = pq.ParquetWriter(dest, schema)
         finally:
             if writer is not None:
                 writer.close()
         assert schema is not None
-        return {"rows": rows, "columns": [{"name": f.name, "type": str(f.type)} for f in schema]}
+        return rows, [{"name": f.name, "type": str(f.type)} for f in schema]
