@@ -35,7 +35,8 @@ def catalog_api(env: dict[str, str] | None = None) -> str:
     return url.rsplit("/datasets", 1)[0]
 
 
-def open_url(method: str, url: str, body: Any = None, timeout: float = 60.0) -> Any:
+def open_url(method: str, url: str, body: Any = None, timeout: float = 60.0,
+             what: str = "the platform's catalog service") -> Any:  # fmt: skip
     """An open response for ``method url`` (JSON ``body``), or :class:`CatalogError`."""
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
     request = urllib.request.Request(url, method=method, data=data)
@@ -49,7 +50,7 @@ def open_url(method: str, url: str, body: Any = None, timeout: float = 60.0) -> 
     except urllib.error.HTTPError as e:
         raise CatalogError(e.code, error_message(e)) from None
     except (urllib.error.URLError, OSError) as e:
-        raise RegistryUnavailable(f"Cannot reach the platform's catalog service: {e}") from None
+        raise RegistryUnavailable(f"Cannot reach {what}: {e}") from None
 
 
 def call(method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:

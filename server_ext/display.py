@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -233,3 +234,18 @@ def browse_table(found: Mapping[str, Any]) -> Table:
     more = " (more: narrow the prefix)" if found.get("truncated") else ""
     return Table(["key", "kind", "size"], rows,
                  title=f"{found.get('connection')}:{found.get('prefix', '')}{more}")  # fmt: skip
+
+
+def jobs_table(jobs: Sequence[Any]) -> Table:
+    """Notebook jobs (:class:`~server_ext.notebook_jobs.JobInfo`), newest first."""
+    rows = []
+    for j in jobs:
+        state = f"{j.state} (#{j.position})" if j.position else j.state
+        took = f"{j.duration:.0f} s" if j.duration is not None else ""
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        ran = j.state in ("succeeded", "failed")
+        link = Link(j.output, f"{prefix}lab/tree/{j.output}") if ran else j.output
+        params = ", ".join(f"{k}={v}" for k, v in j.parameters.items())
+        rows.append([j.id, state, j.notebook, params, took, link, j.message])
+    return Table(["job", "state", "notebook", "parameters", "took", "output", "message"], rows,
+                 title="Notebook jobs (%dsdata logs JOB, %dsdata cancel JOB)")  # fmt: skip

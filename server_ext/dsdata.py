@@ -137,3 +137,45 @@ def import_data(
     from . import connections as conn
 
     return conn.import_data(source, as_name=as_name, query=query, params=params).as_dict()
+
+
+def run_notebook(
+    notebook: str,
+    *,
+    parameters: dict[str, Any] | None = None,
+    profile: str | None = None,
+    cpu: float | None = None,
+    memory: str | None = None,
+    gpus: int | None = None,
+    wait: bool = False,
+    commit: bool = False,
+    timeout: int | None = None,
+) -> dict[str, Any]:
+    """Run ``notebook`` as a job (papermill, under your quotas): the job as the hub records
+    it (``id``, ``state``, ``position`` while queued). Over quota: refused with the numbers,
+    unless ``wait`` (then it waits in its group's queue)."""
+    from . import notebook_jobs as nj
+
+    return nj.submit(notebook, parameters=parameters, profile=profile, cpu=cpu, memory=memory,
+                     gpus=gpus, wait=wait, commit=commit, timeout=timeout).as_dict()  # fmt: skip
+
+
+def jobs() -> list[dict[str, Any]]:
+    """Your notebook jobs, newest first."""
+    from . import notebook_jobs as nj
+
+    return [j.as_dict() for j in nj.jobs()]
+
+
+def job_logs(job_id: str, tail: int | None = None) -> str:
+    """A job's log (its cells' output and errors)."""
+    from . import notebook_jobs as nj
+
+    return nj.logs(job_id, tail)
+
+
+def cancel_job(job_id: str) -> dict[str, Any]:
+    """Stop a job (its whole process tree) or take it out of the queue."""
+    from . import notebook_jobs as nj
+
+    return nj.cancel(job_id).as_dict()

@@ -297,6 +297,66 @@ class ImportsHandler(DsdataHandler):
         self.write_json(result.as_dict(), status=201 if result.created else 200)
 
 
+JOB_FIELDS = {"notebook", "profile", "cpu", "memory", "gpus", "parameters", "wait", "commit",
+              "timeout"}  # fmt: skip
+
+
+class NotebookJobsHandler(DsdataHandler):
+    """``GET jobs``: the user's notebook jobs; ``POST jobs`` submits one (through the hub;
+    its refusal, with the numbers, is the hub's)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        from . import notebook_jobs
+
+        jobs = await self.in_thread(notebook_jobs.jobs)
+        self.write_json({"jobs": [j.as_dict() for j in jobs]})
+
+    @web.authenticated
+    async def post(self) -> None:
+        from . import notebook_jobs
+
+        body = json_body(self, JOB_FIELDS)
+        notebook = typed(body, "notebook", str, "")
+        if not notebook:
+            raise InvalidReference("Missing field 'notebook': a notebook in your workspace")
+        workspace = notebook_jobs.workspace()
+        job = await self.in_thread(lambda: notebook_jobs.submit(
+            str(workspace / notebook), profile=typed(body, "profile", str),
+            cpu=typed(body, "cpu", (int, float)), memory=typed(body, "memory", str),
+            gpus=typed(body, "gpus", int), parameters=typed(body, "parameters", dict, {}),
+            wait=bool(typed(body, "wait", bool, False)),
+            commit=bool(typed(body, "commit", bool, False)), timeout=typed(body, "timeout", int),
+        ))  # fmt: skip
+        self.write_json(job.as_dict(), status=202 if job.state == "queued" else 201)
+
+
+class NotebookJobHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        from . import notebook_jobs
+
+        self.write_json((await self.in_thread(notebook_jobs.job, job_id)).as_dict())
+
+    @web.authenticated
+    async def delete(self, job_id: str) -> None:
+        from . import notebook_jobs
+
+        self.write_json((await self.in_thread(notebook_jobs.cancel, job_id)).as_dict())
+
+
+class NotebookJobLogHandler(DsdataHandler):
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        from . import notebook_jobs
+
+        tail = self.get_argument("tail", "")
+        if tail and not tail.isdigit():
+            raise InvalidReference("tail: a number of lines")
+        text = await self.in_thread(notebook_jobs.logs, job_id, int(tail) if tail else None)
+        self.write_json({"id": job_id, "log": text})
+
+
 def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler]]]:
     return [
         (rf"{base}/datasets", DatasetsHandler),
@@ -312,4 +372,7 @@ def route_table(base: str = "/dsdata/api") -> list[tuple[str, type[DsdataHandler
         (rf"{base}/connections", ConnectionsHandler),
         (rf"{base}/connections/(?P<name>[^/]+)/browse", BrowseHandler),
         (rf"{base}/connections/(?P<name>[^/]+)/imports", ImportsHandler),
+        (rf"{base}/jobs", NotebookJobsHandler),
+        (rf"{base}/jobs/(?P<job_id>[0-9a-f]+)", NotebookJobHandler),
+        (rf"{base}/jobs/(?P<job_id>[0-9a-f]+)/log", NotebookJobLogHandler),
     ]

@@ -22,6 +22,7 @@ from .display import (
     gates_table,
     history_table,
     info_table,
+    jobs_table,
     models_table,
     runs_table,
     status_table,
@@ -148,6 +149,41 @@ def _import_args(line: str) -> None:
     query's rows as a dataset version, with lineage."""
 
 
+@magic_arguments("dsdata run")
+@argument("notebook", help="a notebook in your workspace (path from here)")
+@argument("--profile", default=None, help="the profile it runs on (default: this sandbox's)")
+@argument("--cpu", type=float, default=None, help="CPUs, inside the profile's range")
+@argument("--memory", default=None, help="memory, e.g. 4G, inside the profile's range")
+@argument("--gpus", type=int, default=None, help="GPUs, inside the profile's range")
+@argument("-p", "--param", action="append", default=[], metavar="K=V",
+          help="a parameter injected into the notebook's 'parameters' cell (repeat)")  # fmt: skip
+@argument("--wait", action="store_true", help="wait in the queue if it does not fit now")
+@argument("--commit", action="store_true",
+          help="commit the succeeded job as an experiment run")  # fmt: skip
+@argument("--timeout", type=int, default=None, help="seconds it may run")
+def _run_args(line: str) -> None:
+    """%dsdata run NOTEBOOK [--profile P] [--cpu N] [--memory M] [--gpus G] [-p K=V ...]
+    [--wait] [--commit]: run a notebook as a job (papermill), under your quotas."""
+
+
+@magic_arguments("dsdata jobs")
+def _jobs_args(line: str) -> None:
+    """%dsdata jobs: your notebook jobs with state, duration and output."""
+
+
+@magic_arguments("dsdata logs")
+@argument("job", help="a job id (or its first characters)")
+@argument("-n", "--tail", type=int, default=None, help="only the last N lines")
+def _logs_args(line: str) -> None:
+    """%dsdata logs JOB [-n N]: a job's log (its cells' output and errors)."""
+
+
+@magic_arguments("dsdata cancel")
+@argument("job", help="a job id (or its first characters)")
+def _cancel_args(line: str) -> None:
+    """%dsdata cancel JOB: stop a job (its processes) or take it out of the queue."""
+
+
 SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "list": _list_args,
     "info": _info_args,
@@ -164,6 +200,10 @@ SUBCOMMANDS: dict[str, Callable[[str], None]] = {
     "connections": _connections_args,
     "browse": _browse_args,
     "import": _import_args,
+    "run": _run_args,
+    "jobs": _jobs_args,
+    "logs": _logs_args,
+    "cancel": _cancel_args,
 }
 
 
@@ -325,6 +365,35 @@ class DsdataMagics(Magics):
         else:
             print(f"{result.dataset}@{result.version}: unchanged, the source is as it was "
                   f"then ({what}); no new version")  # fmt: skip
+
+    def _run(self, args: argparse.Namespace) -> None:
+        from . import notebook_jobs as nj
+
+        saved = ensure_saved(display, find_project_root())  # the job runs the file on disk
+        if saved:
+            print("saved " + ", ".join(str(p) for p in saved))
+        job = nj.submit(args.notebook, profile=args.profile, cpu=args.cpu, memory=args.memory,
+                        gpus=args.gpus, parameters=nj.parse_parameters(args.param),
+                        wait=args.wait, commit=args.commit, timeout=args.timeout)  # fmt: skip
+        where = f", position {job.position} in the queue" if job.position else ""
+        print(f"job {job.id}: {job.state}{where} ({job.notebook} -> {job.output}); "
+              f"%dsdata logs {job.id}, %dsdata cancel {job.id}")  # fmt: skip
+
+    def _jobs(self, args: argparse.Namespace) -> None:
+        from . import notebook_jobs as nj
+
+        display(jobs_table(nj.jobs()))
+
+    def _logs(self, args: argparse.Namespace) -> None:
+        from . import notebook_jobs as nj
+
+        print(nj.logs(args.job, args.tail))
+
+    def _cancel(self, args: argparse.Namespace) -> None:
+        from . import notebook_jobs as nj
+
+        job = nj.cancel(args.job)
+        print(f"job {job.id}: {job.state}")
 
     def _log(self, args: argparse.Namespace) -> None:
         display(runs_table(dsdata.log(args.n)))

@@ -47,6 +47,7 @@ def admit(
     policy: Policy,
     ledger: Ledger,
     hours_used: HoursUsed,
+    kind: str = "server",
 ) -> Admission:
     """Validate ``options`` and reserve the resources in ``ledger``.
 
@@ -56,6 +57,7 @@ def admit(
         policy: the validated admin policy (profiles, quotas, local GPU devices).
         ledger: the hub's reservations; changed only when the request is granted.
         hours_used: the user's GPU-hours this week, asked for GPU requests only.
+        kind: ``server``, ``job`` or ``worker`` (only servers count against ``servers``).
 
     Raises:
         Refusal: ``invalid`` (400), ``forbidden`` (403), ``quota`` (403), ``capacity`` (503).
@@ -74,6 +76,7 @@ def admit(
         tables=policy.quotas,
         devices=policy.gpu_devices,
         gpu_hours_used=hours,
+        kind=kind,
     )
     return Admission(request, grant)
 
@@ -84,6 +87,7 @@ def preview(
     policy: Policy,
     ledger: Ledger,
     hours_used: HoursUsed,
+    kind: str = "server",
 ) -> Refusal | None:
     """What :func:`admit` would say to a *new* server with ``options`` now, reserving
     nothing: None when it would be granted, else the refusal it would raise."""
@@ -98,7 +102,7 @@ def preview(
             request.gpu_type,
             gpu_hours_used=hours,
         )
-        check_request(request, standing)
+        check_request(request, standing, kind)
     except Refusal as refusal:
         return refusal
     return None

@@ -118,8 +118,14 @@ class Usage:
         }
 
 
-def request_usage(request: Request) -> Usage:
-    return Usage(servers=1, cpu=request.cpu, memory=request.memory, gpus=request.gpus)
+KINDS = ("server", "job", "worker")  # what a grant holds resources for
+
+
+def request_usage(request: Request, kind: str = "server") -> Usage:
+    """What a grant of ``kind`` adds: interactive servers count against ``servers``; jobs and
+    Dask workers only against CPU, memory and GPUs (and the GPU pool and GPU-hours)."""
+    servers = 1 if kind == "server" else 0
+    return Usage(servers=servers, cpu=request.cpu, memory=request.memory, gpus=request.gpus)
 
 
 @dataclass(frozen=True)
@@ -259,13 +265,13 @@ class Standing:
     gpus_in_use: int = 0
 
 
-def check_request(request: Request, standing: Standing) -> None:
+def check_request(request: Request, standing: Standing, kind: str = "server") -> None:
     """Raise :class:`Refusal` if ``request`` would exceed a limit, a pool or capacity.
 
     Order: per-user quotas (403 ``quota``), weekly GPU-hours (403 ``quota``), group pools
     (403 ``quota``), platform GPU capacity (503 ``capacity``).
     """
-    wanted = request_usage(request)
+    wanted = request_usage(request, kind)
     limits, usage = standing.limits, standing.usage
     for key in POOL_KEYS:
         ask = wanted.get(key)

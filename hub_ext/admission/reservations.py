@@ -43,13 +43,15 @@ class Grant:
     groups: tuple[str, ...] = ()
     session_id: int | None = None
     reserved_at: float = 0.0  # epoch seconds (0: a grant saved before it was recorded)
+    kind: str = "server"  # server (interactive), job (notebook job), worker (Dask worker)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.user, self.server)
 
     def usage(self) -> Usage:
-        return Usage(servers=1, cpu=self.cpu, memory=self.memory, gpus=self.gpus)
+        servers = 1 if self.kind == "server" else 0
+        return Usage(servers=servers, cpu=self.cpu, memory=self.memory, gpus=self.gpus)
 
     def to_state(self) -> dict[str, Any]:
         state = asdict(self)
@@ -138,8 +140,10 @@ class Ledger:
         tables: QuotaTables,
         devices: Mapping[str, Sequence[str]],
         gpu_hours_used: float = 0.0,
+        kind: str = "server",
     ) -> Grant:
-        """Check ``request`` against every limit and record it, atomically.
+        """Check ``request`` against every limit and record it, atomically (``kind``: what
+        it is for; only interactive servers count against the ``servers`` quota).
 
         Raises:
             Refusal: over quota, group pool full, or no free GPU of that type.
@@ -157,6 +161,7 @@ class Ledger:
                 self.standing(
                     user, groups, tables, devices, request.gpu_type, gpu_hours_used=gpu_hours_used
                 ),
+                kind,
             )
         except Refusal:
             if existing is not None:
@@ -181,6 +186,7 @@ class Ledger:
             devices=assigned,
             groups=pooled,
             reserved_at=time.time(),
+            kind=kind,
         )
         self._add(grant)
         return grant
@@ -217,7 +223,7 @@ class Ledger:
     def _account(self, grant: Grant, sign: int) -> None:
         used = grant.usage()
         self._by_user.setdefault(grant.user, Usage()).add(used, sign)
-        if self._by_user[grant.user].servers == 0:
+        if self._by_user[grant.user] == Usage():
             del self._by_user[grant.user]
         for group in grant.groups:
             self._by_group.setdefault(group, Usage()).add(used, sign)

@@ -56,8 +56,12 @@ class PlatformIdleCulling(Configurable):
 
 
 def timeout_for(server: Mapping[str, Any], timeouts: Mapping[str, int], fallback: int) -> int:
-    """The idle timeout (seconds) that applies to a server model from the hub API."""
+    """The idle timeout (seconds) that applies to a server model from the hub API; 0 (never)
+    for notebook jobs (their spawner runs only a job's runner, never a notebook server, and
+    starts only for a submitted job: the option cannot make a sandbox unculled)."""
     options = server.get("user_options") or {}
+    if isinstance(options, Mapping) and options.get("job"):
+        return 0
     slug = options.get("profile") if isinstance(options, Mapping) else None
     return timeouts.get(slug, fallback) if isinstance(slug, str) else fallback
 

@@ -25,6 +25,8 @@ from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.reservations import Grant, Ledger
 from hub_ext.admission.usage import usage_report
 from hub_ext.errors import ConfigError
+from hub_ext.jobs.records import JobRecord
+from hub_ext.jobs.spec import SERVER_PREFIX, job_id_of
 from hub_ext.monitoring.hub_metrics import DECISIONS, REFUSALS
 from hub_ext.spawners.accounts import account_name
 from hub_ext.spawners.form import options_from_form, render_options_form
@@ -123,6 +125,9 @@ class ProfileSpawner(_SpawnerBase):
 
     _grant: Grant | None = None
     _request: Request | None = None
+    _job: JobRecord | None = None  # this server runs a notebook job (hub_ext.jobs)
+    _exit_status: int | None = None  # a job's exit code, when the hub saw its process end
+    _pending_job: JobRecord | None = None
 
     # --- policy ------------------------------------------------------------------------
     @property
@@ -158,18 +163,22 @@ class ProfileSpawner(_SpawnerBase):
             raise SpawnRefusal(
                 f"dsplatform is misconfigured: {e}", reason="error", status_code=500
             ) from None
+        options, kind = self._job_options()
         accounting = self._accounting()
         stale = self.ledger.get(self.user.name, self.name)
         try:
             with DECISIONS.time():
-                admission = admit(self.user_options, self.applicant(), policy, self.ledger,
-                                  accounting.hours_this_week)  # fmt: skip
+                admission = admit(options, self.applicant(), policy, self.ledger,
+                                  accounting.hours_this_week, kind)  # fmt: skip
         except Refusal as refusal:
             REFUSALS.labels(refusal.reason).inc()
             raise SpawnRefusal(
                 refusal.message, reason=refusal.reason, status_code=refusal.status_code
             ) from None
         grant, request = admission.grant, admission.request
+        if kind == "job":
+            self._job, self._exit_status = self._pending_job, None
+            self.poll_interval = 1  # its end frees the grant within a second, not in 30
         if stale is not None and stale.session_id is not None:
             accounting.close(stale.session_id)  # reserve() replaced a stale grant
         if grant.gpus and grant.gpu_type:
@@ -185,8 +194,31 @@ class ProfileSpawner(_SpawnerBase):
         )
         return grant
 
+    def _job_options(self) -> tuple[Any, str]:
+        """The options to admit and the grant's kind. A server named ``job-<id>`` starts
+        only for its job's record (state starting, this user), which the job manager made:
+        no other route can start a job server (or dodge the idle culler as one)."""
+        from hub_ext.jobs.manager import JobManager
+
+        options = self.user_options
+        job = options.get("job") if isinstance(options, dict) else None
+        job_id = job_id_of(self.name)
+        if job is None and not self.name.startswith(SERVER_PREFIX):
+            return options, "server"
+        record = None
+        if job_id and isinstance(job, dict) and job.get("id") == job_id:
+            record = JobManager.shared().expected(self.user.db, self.user.name, job_id)
+        if record is None:
+            raise SpawnRefusal(
+                f"Servers named {SERVER_PREFIX}… run notebook jobs; submit a job with "
+                "%dsdata run or POST /hub/api/dsplatform/jobs",
+                reason="invalid", status_code=400,
+            )  # fmt: skip
+        self._pending_job = record  # this server's job once admitted
+        return {k: v for k, v in options.items() if k != "job"}, "job"
+
     def release(self) -> None:
-        """Give back what this server holds (idempotent)."""
+        """Give back what this server holds (idempotent); waiting jobs may then start."""
         grant, self._grant = self._grant, None
         if grant is None:
             return
@@ -195,6 +227,9 @@ class ProfileSpawner(_SpawnerBase):
             self._accounting().close(grant.session_id)
         if released is not None:
             self.log.info("dsplatform: released %s's reservation", self._log_name)
+            from hub_ext.jobs.manager import JobManager
+
+            JobManager.shared().kick()
 
     def apply_grant(self, grant: Grant, request: Request) -> None:
         """Turn the grant into spawner settings (limits, image, devices). Subclasses extend."""
@@ -211,16 +246,40 @@ class ProfileSpawner(_SpawnerBase):
         try:
             self.apply_grant(grant, self._request)
             await self.before_launch()
-            return await super().start()
+            started = await super().start()
         except BaseException:
             self.release()
             raise
+        if self._job is not None:
+            from hub_ext.jobs.manager import JobManager
+
+            JobManager.shared().running(self.user.db, self._job.id)
+        return started
+
+    async def poll(self) -> int | None:
+        had_process = getattr(self, "proc", None) is not None
+        status: int | None = await super().poll()
+        if status is not None and self._job is not None:
+            # the process's own code; None when the hub lost the process in a restart
+            self._job_ended(status if had_process else None)
+        return status
 
     async def stop(self, now: bool = False) -> None:
         try:
             await super().stop(now=now)
         finally:
             self.release()
+            self._job_ended(self._exit_status)
+
+    def _job_ended(self, exit_status: int | None) -> None:
+        """Record a job's end, once (JupyterHub does not call stop() for a server whose
+        process ended by itself: the poll that sees it is the end)."""
+        job, self._job = self._job, None
+        if job is not None:
+            from hub_ext.jobs.manager import JobManager
+
+            self._exit_status = exit_status
+            JobManager.shared().finished(self.user.db, job.id, exit_status)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
@@ -235,6 +294,12 @@ class ProfileSpawner(_SpawnerBase):
             grant = Grant.from_state(data)
             self.ledger.restore(grant)
             self._grant = grant
+            job_id = job_id_of(self.name)
+            if grant.kind == "job" and job_id:
+                from hub_ext.jobs.manager import JobManager
+
+                self._job = JobManager.shared().record(self.user.db, job_id)
+                self.poll_interval = 1
             policy = self.policy
             profile = policy.profile(grant.profile)
             if profile is not None:
@@ -273,6 +338,13 @@ class ProfileSpawner(_SpawnerBase):
                 env[name] = value
         if profile.datasets:
             env["DSPLATFORM_DATASETS"] = ",".join(profile.datasets)
+        if self._job is not None:
+            job = self._job
+            env["DSPLATFORM_JOB"] = json.dumps({
+                "id": job.id, "notebook": job.spec.notebook, "parameters": job.spec.parameters,
+                "output": job.output, "log": f"{job.output_dir}/log.txt",
+                "commit": job.spec.commit,
+            })  # fmt: skip
         return env
 
     def user_dvc_remote(self) -> str:

@@ -136,6 +136,10 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
                 self._configured[key] = copy.deepcopy(getattr(self, key))
         for key, configured in self._configured.items():
             setattr(self, key, copy.deepcopy(settings.get(key, configured)))
+        if self._job is not None:  # a notebook job (one per server name): runs once, to its end
+            self.cmd = ["python", "-m", "server_ext.job_runner"]
+            pod_config: dict[str, Any] = dict(getattr(self, "extra_pod_config", {}) or {})
+            self.extra_pod_config = {**pod_config, "restartPolicy": "Never"}
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

@@ -157,6 +157,8 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
         super().apply_grant(grant, request)
         toolchain = request.profile.toolchain
         self.cmd = singleuser_command(toolchain.local_python if toolchain else None)
+        if self._job is not None:  # a notebook job: papermill in place of the notebook server
+            self.cmd = [self.cmd[0], "-m", "server_ext.job_runner"]
         self._limits = None
         if self.enforce_limits:
             devices = None
