@@ -37,11 +37,15 @@ SECRETS = (LAKE_SECRET, DWH_PASSWORD, LAKE_KEY)
 def chub(
     tmp_path_factory: pytest.TempPathFactory, lake: Lake, warehouse: Warehouse
 ) -> Iterator[HubProcess]:
-    site = TEST_POLICY + f"c.DataConnections.connections = {connections_config(lake)!r}\n" + (
-        # an imported dataset preloaded like any other (it exists once the test imported it)
-        'c.ProfileSpawner.profiles.append({"slug": "clicks", "toolchain": "scipy", '
-        '"cpu": {"default": 0.5, "max": 1}, "memory": {"default": "512M", "max": "1G"}, '
-        '"groups": ["ml-research"], "datasets": ["clicks@v1"]})\n'
+    site = (
+        TEST_POLICY
+        + f"c.DataConnections.connections = {connections_config(lake)!r}\n"
+        + (
+            # an imported dataset preloaded like any other (it exists once the test imported it)
+            'c.ProfileSpawner.profiles.append({"slug": "clicks", "toolchain": "scipy", '
+            '"cpu": {"default": 0.5, "max": 1}, "memory": {"default": "512M", "max": "1G"}, '
+            '"groups": ["ml-research"], "datasets": ["clicks@v1"]})\n'
+        )
     )
     hub = HubProcess(tmp_path_factory.mktemp("connections-hub"), site,
                      env=secrets_env(lake, warehouse)).start()  # fmt: skip
@@ -139,14 +143,18 @@ print("rows", len(pandas.read_parquet("data/churn-train.parquet")))
 
 
 def test_an_imported_dataset_is_preloaded_by_a_profile(chub: HubProcess) -> None:
-    r = catalog(chub, "POST", "connections/lake/imports", "alice", {"as": "clicks", "path": "2026-11/"})
+    r = catalog(
+        chub, "POST", "connections/lake/imports", "alice", {"as": "clicks", "path": "2026-11/"}
+    )
     assert r.status_code == 200, r.text
     assert json.loads(r.text.strip().splitlines()[-1])["done"]["version"] == "v1.0.0", r.text
     assert chub.spawn("alice", "pre", {"profile": "clicks"}).status_code in (201, 202)
     try:
         chub.wait_ready("alice", "pre", timeout=120)
         workspace = chub.state / "platform" / "users" / "alice"
-        assert (workspace / "data" / "clicks" / "day2.json").read_text() == '{"day": 2, "clicks": 20}\n'
+        assert (
+            workspace / "data" / "clicks" / "day2.json"
+        ).read_text() == '{"day": 2, "clicks": 20}\n'
         lineage = json.loads((workspace / ".dsdata" / "lineage.json").read_text())
         assert ("clicks", "v1.0.0") in [(p["dataset"], p["version"]) for p in lineage["pulls"]]
     finally:

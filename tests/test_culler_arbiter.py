@@ -209,7 +209,11 @@ def test_configure_keeps_other_services():
     c = hub_config(PROFILES)
     c.JupyterHub.services = [{"name": "catalog", "url": "http://127.0.0.1:9999"}]
     configure(c)
-    assert [s["name"] for s in c.JupyterHub.services] == ["catalog", CULLER_SERVICE]
+    assert [s["name"] for s in c.JupyterHub.services] == [
+        "catalog",
+        "dsplatform-jobs",
+        CULLER_SERVICE,
+    ]
 
 
 def test_configure_without_any_timeout_adds_no_culler():

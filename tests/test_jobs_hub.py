@@ -309,6 +309,31 @@ print('MINE', dsdata.jobs())
     assert bad.status_code == 400, bad.text
 
 
+@pytest.mark.lab
+def test_the_lab_command_runs_the_open_notebook_as_a_job(jhub: HubProcess) -> None:
+    """ "Run Notebook as a Job…" in chromium, with train.ipynb open: the dialog proposes it,
+    the job runs with the parameters typed in the dialog."""
+    from .test_lab_e2e import ARTIFACTS, run_node
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = {
+        "HUB_URL": jhub.url,
+        "HUB_USER": "alice",
+        "HUB_PASSWORD": (jhub.state / "platform" / "user_password").read_text().strip(),
+        "NOTEBOOK": "train.ipynb",
+    }
+    proc = run_node("hub-jobs.mjs", env, "hub-jobs.log")
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    assert summary["proposed"] == "train.ipynb", summary
+    assert summary["toast"].startswith("Job "), summary
+    job_id = summary["toast"].split()[1].rstrip(":")
+    done = wait_job(jhub, "alice", job_id)
+    assert done["state"] == "succeeded" and done["parameters"] == {"alpha": 7, "name": "lab"}
+    result = json.loads((workspace(jhub, "alice") / "result-lab.json").read_text())
+    assert result["alpha"] == 7 and result["resources"]["cpu"] == 1
+
+
 def test_a_hub_restart_keeps_a_running_job_accounted(jhub: HubProcess) -> None:
     r = submit(jhub, "alice", {"notebook": "timed.ipynb", "profile": "cpu-small", "cpu": 2,
                                "parameters": {"seconds": 25, "name": "restart"}})  # fmt: skip

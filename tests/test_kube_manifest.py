@@ -513,3 +513,39 @@ def test_profile_datasets_become_a_preload_init_container():
     assert env["DSPLATFORM_PROFILE"] == "data"
     assert "DSDATA_CATALOG_URL" in env
     assert init.get("volumeMounts", []) == main.get("volumeMounts", [])
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_a_notebook_job_is_a_pod_that_runs_once():
+    """A job's pod runs the job runner instead of the notebook server, never restarts,
+    and carries the job (from the hub's record) in DSPLATFORM_JOB."""
+    import datetime as dt
+
+    from hub_ext.jobs.records import JobRecord
+    from hub_ext.jobs.spec import JobSpec
+
+    grant, request = grant_for({"profile": "cpu-small", "cpu": 0.5, "memory": "1G"})
+    record = JobRecord("0123456789ab", "alice", "group:ml-research",
+                       JobSpec("work/train.ipynb", {"profile": "cpu-small"}, {"lr": 0.1}),
+                       "starting", dt.datetime(2026, 12, 1))  # fmt: skip
+
+    async def run() -> dict[str, Any]:
+        spawner = ProfileKubeSpawner(_mock=True, config=Config())
+        spawner._job = record
+        spawner.apply_grant(grant, request)
+        spawner._grant, spawner._request = grant, request
+        pod = await spawner.get_pod_manifest()
+        async with ApiClient() as api:
+            return json.loads(json.dumps(api.sanitize_for_serialization(pod)))
+
+    pod = asyncio.run(run())
+    assert kubernetes_validate.validate(pod, K8S, strict=True) == K8S
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (container,) = pod["spec"]["containers"]
+    line = [*(container.get("command") or []), *(container.get("args") or [])]
+    assert line[:3] == ["python", "-m", "server_ext.job_runner"], line
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    job = json.loads(env["DSPLATFORM_JOB"])
+    assert job["output"] == "work/jobs/0123456789ab/train.ipynb" and job["parameters"] == {
+        "lr": 0.1
+    }

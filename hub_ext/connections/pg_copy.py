@@ -4,15 +4,18 @@ The query is bound on the client (psycopg's ``ClientCursor``), then *parsed alon
 server (``PQprepare``, the extended protocol: exactly one statement, or the server refuses),
 so that it cannot close the parenthesis of ``COPY (…) TO STDOUT`` and run something else
 (``TO PROGRAM``, a second statement). Only then is it run as ``COPY (SELECT * FROM (query)
-LIMIT max_rows + 1) TO STDOUT (FORMAT csv)`` into a staging file beside the Parquet file, and
-converted by pyarrow's C++ CSV reader, batch by batch, with the Arrow type of each column
-taken from the server's description of the prepared statement (never guessed from the text).
+LIMIT max_rows + 1) TO STDOUT (FORMAT csv)``, streamed through a pipe into pyarrow's C++ CSV
+reader (the two overlap), batch by batch, with the Arrow type of each column taken from the
+server's description of the prepared statement (never guessed from the text).
 
 All of it runs inside the caller's read-only transaction with its statement timeout.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +104,13 @@ def export(
     progress: Callable[[int], None],
 ) -> tuple[int, list[Column]]:
     """Rows and columns of ``query`` written to ``dest`` (Parquet); more than ``max_rows``
-    rows -> :class:`OverLimit` (after at most ``max_rows + 1`` rows were read)."""
+    rows -> :class:`OverLimit` (after at most ``max_rows + 1`` rows were read).
+
+    ``COPY`` runs in a thread writing into a pipe that pyarrow's CSV reader converts as it
+    comes (the two overlap; nothing is staged on disk). Whichever side fails first stops
+    the other: a closed pipe ends the ``COPY`` (psycopg cancels it), an ended ``COPY`` ends
+    the reader; the first error is raised.
+    """
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
@@ -110,38 +119,70 @@ def export(
     if not columns:
         raise QueryRefused("The query returns no rows (imports are SELECTs)")
     schema = pa.schema([(c.name, c.arrow_type) for c in columns])
-    staging = dest.with_name(dest.name + ".csv")
     with raw.cursor() as cursor:
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
         cursor.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-        copy_sql = (f"COPY (SELECT * FROM (\n{sql}\n) AS dsplatform_import "
-                    f"LIMIT {int(max_rows) + 1}) TO STDOUT (FORMAT csv)")  # fmt: skip
-        with staging.open("wb") as out, cursor.copy(copy_sql) as copy:
-            for block in copy:
-                out.write(block)
+    copy_sql = (f"COPY (SELECT * FROM (\n{sql}\n) AS dsplatform_import "
+                f"LIMIT {int(max_rows) + 1}) TO STDOUT (FORMAT csv)")  # fmt: skip
+    read_end, write_end = os.pipe()
+    failed: list[BaseException] = []
+    written = [0]
+
+    def produce() -> None:
+        try:
+            with (
+                os.fdopen(write_end, "wb") as out,
+                raw.cursor() as cursor,
+                cursor.copy(copy_sql) as copy,
+            ):
+                for block in copy:
+                    out.write(block)
+                    written[0] += len(block)
+        except BrokenPipeError:
+            pass  # the reader stopped first: its error is the one raised
+        except BaseException as e:  # handed to the caller's thread
+            failed.append(e)
+
+    producer = threading.Thread(target=produce, name="dsplatform-copy", daemon=True)
+    producer.start()
     rows = 0
+    source = os.fdopen(read_end, "rb")
     try:
         with pq.ParquetWriter(dest, schema) as writer:
-            if staging.stat().st_size == 0:
-                return 0, columns
-            reader = pcsv.open_csv(
-                staging,
-                read_options=pcsv.ReadOptions(column_names=[c.name for c in columns],
-                                              block_size=8 << 20),
-                convert_options=pcsv.ConvertOptions(
-                    column_types={c.name: c.arrow_type for c in columns},
-                    true_values=["t"], false_values=["f"], null_values=[""],
-                    strings_can_be_null=True, quoted_strings_can_be_null=False,
-                ),
-            )  # fmt: skip
+            try:
+                reader = pcsv.open_csv(
+                    source,
+                    read_options=pcsv.ReadOptions(column_names=[c.name for c in columns],
+                                                  block_size=8 << 20),
+                    convert_options=pcsv.ConvertOptions(
+                        column_types={c.name: c.arrow_type for c in columns},
+                        true_values=["t"], false_values=["f"], null_values=[""],
+                        strings_can_be_null=True, quoted_strings_can_be_null=False,
+                    ),
+                )  # fmt: skip
+            except pa.ArrowInvalid:
+                producer.join()
+                if failed:
+                    raise failed[0] from None
+                if written[0] == 0:
+                    return 0, columns  # no rows: the schema alone
+                raise
             for batch in reader:
                 rows += batch.num_rows
                 if rows > max_rows:
                     raise OverLimit(max_rows)
                 writer.write_batch(batch)
                 progress(rows)
-    finally:
-        staging.unlink(missing_ok=True)
+    except BaseException:
+        source.close()
+        producer.join()
+        if failed and not isinstance(sys.exc_info()[1], OverLimit):
+            raise failed[0] from None
+        raise
+    source.close()
+    producer.join()
+    if failed:
+        raise failed[0]
     return rows, columns
 
 

@@ -221,6 +221,29 @@ export interface IImportRequest {
   params?: Record<string, string>;
 }
 
+/** `POST jobs`: run a notebook of the workspace as a job (papermill). */
+export interface IJobRequest {
+  notebook: string;
+  profile?: string;
+  cpu?: number;
+  memory?: string;
+  gpus?: number;
+  parameters?: Record<string, string | number | boolean | null>;
+  wait?: boolean;
+  commit?: boolean;
+}
+
+export interface IJob {
+  id: string;
+  state: string;
+  notebook: string;
+  output: string;
+  log: string;
+  position: number | null;
+  message: string;
+  duration: number | null;
+}
+
 export interface IImportResult {
   dataset: string;
   version: string;
@@ -330,5 +353,9 @@ export class DsdataAPI {
       post(request),
       this.settings
     );
+  }
+
+  runJob(request: IJobRequest): Promise<IJob> {
+    return requestAPI('jobs', post(request), this.settings);
   }
 }

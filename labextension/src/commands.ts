@@ -11,14 +11,16 @@ import {
   CommitForm,
   ImportForm,
   PublishForm,
-  PullForm
+  PullForm,
+  RunJobForm
 } from './dialogs';
 import {
   commitRequest,
   FormError,
   importRequest,
   publishRequest,
-  pullRequest
+  pullRequest,
+  runJobRequest
 } from './forms';
 import { DsdataModel } from './model';
 
@@ -29,6 +31,7 @@ export namespace CommandIDs {
   export const commit = 'dsdata:commit';
   export const publish = 'dsdata:publish';
   export const importData = 'dsdata:import';
+  export const runJob = 'dsdata:run-job';
 }
 
 export const CATEGORY = 'Data & Models';
@@ -40,6 +43,8 @@ export interface ICommandOptions {
   open: () => void;
   /** The parent folder proposed for pulls (setting `pullFolder`). */
   pullFolder: () => string;
+  /** The path of the document in the main area ('' when none). */
+  currentPath: () => string;
   palette: ICommandPalette | null;
 }
 
@@ -183,8 +188,33 @@ export function addCommands(options: ICommandOptions): void {
     }
   });
 
+  commands.addCommand(CommandIDs.runJob, {
+    label: 'Run Notebook as a Job…',
+    caption:
+      'Run a notebook with papermill as a job under your quotas (%dsdata run)',
+    execute: async args => {
+      const current = options.currentPath();
+      const notebook =
+        arg(args, 'path') || (current.endsWith('.ipynb') ? current : '');
+      const form = await askForm(
+        'Run a notebook as a job',
+        new RunJobForm(notebook),
+        'Run'
+      );
+      const request = form && build(form, runJobRequest);
+      if (request) {
+        // the job runs the file: what the editor holds must be in it first
+        if (commands.hasCommand('docmanager:save-all')) {
+          await commands.execute('docmanager:save-all');
+        }
+        await model.runJob(request);
+      }
+    }
+  });
+
   if (palette) {
     for (const command of [
+      CommandIDs.runJob,
       CommandIDs.pull,
       CommandIDs.importData,
       CommandIDs.commit,

@@ -15,6 +15,7 @@ import {
   IImportForm,
   IPublishForm,
   IPullForm,
+  IRunJobForm,
   runChoices,
   versionChoices
 } from './forms';
@@ -348,4 +349,70 @@ export class ImportForm
     'SELECT * FROM customers WHERE tenure >= :t'
   );
   readonly params = textarea('params', 't=12');
+}
+
+/**
+ * The notebook, profile, resources, parameters and options of `%dsdata run`.
+ */
+export class RunJobForm
+  extends Widget
+  implements Dialog.IBodyWidget<IRunJobForm>
+{
+  constructor(notebook = '') {
+    super();
+    this.addClass('dsdata-Form');
+    this.notebook.value = notebook;
+    field(this.node, 'Notebook', this.notebook, 'a notebook of the workspace');
+    field(this.node, 'Profile', this.profile, "empty: this sandbox's profile");
+    field(this.node, 'CPUs', this.cpu, "empty: the profile's default");
+    field(this.node, 'Memory', this.memory, 'e.g. 4G');
+    field(this.node, 'GPUs', this.gpus, "empty: the profile's default");
+    field(
+      this.node,
+      'Parameters',
+      this.parameters,
+      "name=value, one per line: into the notebook's 'parameters' cell"
+    );
+    field(
+      this.node,
+      'Wait',
+      this.wait,
+      'wait in the queue if it does not fit now'
+    );
+    field(
+      this.node,
+      'Commit',
+      this.commit,
+      'commit the succeeded job as a run'
+    );
+  }
+
+  getValue(): IRunJobForm {
+    return {
+      notebook: this.notebook.value,
+      profile: this.profile.value,
+      cpu: this.cpu.value,
+      memory: this.memory.value,
+      gpus: this.gpus.value,
+      parameters: this.parameters.value,
+      wait: this.wait.checked,
+      commit: this.commit.checked
+    };
+  }
+
+  readonly notebook = input('notebook', '', 'train.ipynb');
+  readonly profile = input('profile', '', 'gpu-a100');
+  readonly cpu = input('cpu', '', '2');
+  readonly memory = input('memory', '', '4G');
+  readonly gpus = input('gpus', '', '1');
+  readonly parameters = textarea('parameters', 'lr=0.01\nepochs=20');
+  readonly wait = checkbox('wait');
+  readonly commit = checkbox('commit');
+}
+
+function checkbox(name: string): HTMLInputElement {
+  const element = document.createElement('input');
+  element.type = 'checkbox';
+  element.name = name;
+  return element;
 }

@@ -8,6 +8,7 @@ import type {
   IConnection,
   IDataset,
   IImportRequest,
+  IJobRequest,
   IPublishRequest,
   IPullRequest,
   IRun
@@ -267,4 +268,69 @@ export function importRequest(
     return request;
   }
   return { as, path: form.path.trim().replace(/^\/+/, '') };
+}
+
+export interface IRunJobForm {
+  notebook: string;
+  profile: string;
+  cpu: string;
+  memory: string;
+  gpus: string;
+  parameters: string;
+  wait: boolean;
+  commit: boolean;
+}
+
+/**
+ * The `POST jobs` body of the run dialog: a notebook of the workspace, the
+ * resources given (empty: the profile's defaults), parameters as numbers,
+ * booleans and null where they read as such (else text), as papermill's `-p`.
+ */
+export function runJobRequest(form: IRunJobForm): IJobRequest {
+  const notebook = form.notebook.trim().replace(/^\/+/, '');
+  if (!notebook.endsWith('.ipynb')) {
+    throw new FormError('Choose a notebook (.ipynb) to run');
+  }
+  const request: IJobRequest = {
+    notebook,
+    wait: form.wait,
+    commit: form.commit
+  };
+  if (form.profile.trim()) {
+    request.profile = form.profile.trim();
+  }
+  for (const key of ['cpu', 'gpus'] as const) {
+    const text = form[key].trim();
+    if (text) {
+      const value = Number(text);
+      if (!Number.isFinite(value) || value < 0) {
+        throw new FormError(`${key}: a number (empty: the profile's default)`);
+      }
+      request[key] = value;
+    }
+  }
+  if (form.memory.trim()) {
+    request.memory = form.memory.trim();
+  }
+  const parameters: Record<string, string | number | boolean | null> = {};
+  for (const [key, value] of Object.entries(
+    parsePairs(form.parameters, 'parameter')
+  )) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+      throw new FormError(`Parameter '${key}' is not a Python name`);
+    }
+    const number = Number(value);
+    parameters[key] =
+      value === 'true' || value === 'false'
+        ? value === 'true'
+        : value === 'null'
+          ? null
+          : value !== '' && Number.isFinite(number)
+            ? number
+            : value;
+  }
+  if (Object.keys(parameters).length) {
+    request.parameters = parameters;
+  }
+  return request;
 }

@@ -121,7 +121,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       model,
       palette,
       open: () => app.shell.activateById(sidebar.id),
-      pullFolder: () => folder
+      pullFolder: () => folder,
+      currentPath: () => {
+        const widget = app.shell.currentWidget as
+          { context?: { path?: string } } | null | undefined;
+        return widget?.context?.path ?? '';
+      }
     });
 
     if (settingRegistry) {

@@ -12,6 +12,8 @@ import type {
   IConnection,
   IImportRequest,
   IImportResult,
+  IJob,
+  IJobRequest,
   IDataset,
   IModel,
   IModelHistory,
@@ -256,6 +258,18 @@ export class DsdataModel extends VDomModel {
       this.notify.error(messageOf(error));
       return undefined;
     }
+  }
+
+  async runJob(request: IJobRequest): Promise<IJob | undefined> {
+    const job = await this.attempt(() => this.api.runJob(request));
+    if (job) {
+      const where = job.position ? `, #${job.position} in its queue` : '';
+      this.notify.success(
+        `Job ${job.id}: ${job.state}${where} (${job.notebook} -> ${job.output}); ` +
+          `%dsdata logs ${job.id}`
+      );
+    }
+    return job;
   }
 
   async commit(request: ICommitRequest): Promise<ICommitResult | undefined> {

@@ -11,6 +11,7 @@ import {
   publishRequest,
   pullRequest,
   runChoices,
+  runJobRequest,
   versionChoices
 } from '../forms';
 
@@ -275,5 +276,64 @@ describe('importRequest', () => {
     expect(defaultImportName(lake, 'clicks/')).toBe('clicks');
     expect(defaultImportName(lake, 'clicks/Day 1.JSON')).toBe('day-1');
     expect(defaultImportName(dwh)).toBe('dwh');
+  });
+});
+
+describe('runJobRequest', () => {
+  const form = {
+    notebook: '/train.ipynb',
+    profile: '',
+    cpu: '',
+    memory: '',
+    gpus: '',
+    parameters: '',
+    wait: false,
+    commit: false
+  };
+
+  it('sends only what was given', () => {
+    expect(runJobRequest(form)).toEqual({
+      notebook: 'train.ipynb',
+      wait: false,
+      commit: false
+    });
+  });
+
+  it('types parameters as papermill -p does', () => {
+    const request = runJobRequest({
+      ...form,
+      profile: 'gpu-a100',
+      cpu: '2',
+      gpus: '1',
+      memory: '4G',
+      parameters: 'lr=0.01\nepochs=20\nname=run a\nfast=true\nseed=null',
+      wait: true
+    });
+    expect(request).toEqual({
+      notebook: 'train.ipynb',
+      profile: 'gpu-a100',
+      cpu: 2,
+      gpus: 1,
+      memory: '4G',
+      parameters: {
+        lr: 0.01,
+        epochs: 20,
+        name: 'run a',
+        fast: true,
+        seed: null
+      },
+      wait: true,
+      commit: false
+    });
+  });
+
+  it('refuses what the hub would refuse', () => {
+    expect(() => runJobRequest({ ...form, notebook: 'data.csv' })).toThrow(
+      FormError
+    );
+    expect(() => runJobRequest({ ...form, cpu: 'lots' })).toThrow(FormError);
+    expect(() => runJobRequest({ ...form, parameters: '2x=1' })).toThrow(
+      "Parameter '2x' is not a Python name"
+    );
   });
 });
