@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.conftest import TEST_POLICY
 from tests.hub import HubProcess
-from tests.jobs import submit, wait_job, workspace, write_notebook
+from tests.jobs import submit, wait_job, write_notebook
 
 from .common import (
     OtherLoad,
@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     queue_ms: list[float] = []
     try:
         for user in ("alice", "carol"):  # their accounts
-            assert hub.spawn(user, "", {"profile": "cpu-small", "cpu": 0.5}).status_code in (201, 202)
+            assert hub.spawn(user, "", {"profile": "cpu-small", "cpu": 0.5}).status_code in (
+                201,
+                202,
+            )
             hub.wait_ready(user, timeout=120)
         notebook = write_notebook(hub, "alice", "bench.ipynb", CELL, parameters="n = 10")
         by_hand(notebook, base / "warm.ipynb", args.n)  # warm caches, untimed
