@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from jupyterhub import orm
@@ -32,6 +33,7 @@ from hub_ext.jobs.queue import JobQueue, queue_of
 from hub_ext.jobs.records import JobRecord, JobStore
 from hub_ext.jobs.settings import NotebookJobs
 from hub_ext.jobs.spec import JobSpec
+from hub_ext.monitoring.hub_metrics import JOB_DECISIONS
 
 log = logging.getLogger("dsplatform.jobs")
 SERVICE = "dsplatform-jobs"
@@ -117,13 +119,17 @@ class JobManager:
         settings, policy = self.settings(), self.policy()
         groups = tuple(sorted(g.name for g in user.groups))
         applicant = Applicant(user.name, "", groups)
-        hours = GpuAccounting(db).hours_this_week
-        never = preview(spec.options, applicant, policy, Ledger(), hours, kind="job")
+        hours = _once(GpuAccounting(db).hours_this_week)
+        with JOB_DECISIONS.time():  # the decision itself, as for spawns (no writes)
+            never = preview(spec.options, applicant, policy, Ledger(), hours, kind="job")
+            queue = queue_of(user.name, groups, tuple(policy.quotas.group_pools))
+            now = None
+            if never is None:
+                now = preview(spec.options, applicant, policy, Ledger.shared(), hours,
+                              kind="job")  # fmt: skip
+            behind = self.queue.waiting(queue) > 0
         if never is not None:  # refused with nothing held: waiting would not help
             raise JobError(never.status_code, never.message)
-        queue = queue_of(user.name, groups, tuple(policy.quotas.group_pools))
-        now = preview(spec.options, applicant, policy, Ledger.shared(), hours, kind="job")
-        behind = self.queue.waiting(queue) > 0
         if now is not None or (spec.wait and behind):
             if not spec.wait:
                 assert now is not None
@@ -301,6 +307,18 @@ class JobManager:
                     continue
                 return
             await asyncio.sleep(0.5)  # e.g. 400 while its spawn is pending
+
+
+def _once(hours: Callable[[str], float]) -> Callable[[str], float]:
+    """``hours`` asked at most once per user (both previews of a submission ask it)."""
+    known: dict[str, float] = {}
+
+    def ask(user: str) -> float:
+        if user not in known:
+            known[user] = hours(user)
+        return known[user]
+
+    return ask
 
 
 def _server_of(db: Session, record: JobRecord) -> Any:

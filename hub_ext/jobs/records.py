@@ -122,14 +122,13 @@ class JobStore:
             JobStore._ready.add(bind)
 
     def add(self, job_id: str, user: str, queue: str, spec: JobSpec, state: str) -> JobRecord:
+        submitted = utcnow()
         self.db.execute(jobs.insert().values(
             id=job_id, user=user, queue=queue, spec=json.dumps(spec.to_json()), state=state,
-            submitted=utcnow(), message="",
+            submitted=submitted, message="",
         ))  # fmt: skip
         self.db.commit()
-        found = self.get(job_id)
-        assert found is not None
-        return found
+        return JobRecord(job_id, user, queue, spec, state, submitted)
 
     def get(self, job_id: str) -> JobRecord | None:
         row = self.db.execute(select(jobs).where(jobs.c.id == job_id)).first()

@@ -23,6 +23,11 @@ DECISIONS = Histogram(
     "dsplatform_quota_decision_seconds", "Time to admit or refuse a spawn (checks + reservation)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )  # fmt: skip
+JOB_DECISIONS = Histogram(
+    "dsplatform_job_decision_seconds",
+    "Time to decide a job submission: start, queue or refuse (previews against the ledger)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
 
 
 class PlatformCollector(Collector):

@@ -74,6 +74,8 @@ from hub_ext.spawners.accounts import ensure_account
 from server_ext.catalog import CachedListing
 from server_ext.records import DatasetEntry
 
+RESTRICTIONS_TTL = 10.0  # seconds the imported datasets' groups are reused
+
 
 class CatalogService(Application):
     """The catalog service process. Its settings are the hub's ``PlatformCatalog`` and
@@ -108,6 +110,9 @@ class CatalogService(Application):
         self.catalog = PlatformCatalog(config=self.config)
         self.datasets = DatasetCatalog(config=self.config)
         self.static_dataset_groups = check_dataset_groups(self.datasets.dataset_groups)
+        # imported datasets' groups, read from the import registry at most every few seconds
+        # (and again after each import) instead of on every dataset request
+        self._import_restrictions: tuple[float, dict[str, list[str]]] | None = None
         self.data_connections = DataConnections(config=self.config)
         self.connections = load_connections(self.data_connections.connections)
         registry = self.data_connections.registry or Path(tempfile.gettempdir()) / "imports"
@@ -188,8 +193,11 @@ class CatalogService(Application):
     def dataset_groups(self) -> dict[str, Sequence[str]]:
         """Who may see which dataset: the admin's ``dataset_groups``, and each imported
         dataset's connection groups."""
-        imported = import_restrictions(self.import_registry.root, self.connections)
-        return {**imported, **self.static_dataset_groups}
+        cached = self._import_restrictions
+        if cached is None or time.monotonic() - cached[0] > RESTRICTIONS_TTL:
+            found = import_restrictions(self.import_registry.root, self.connections)
+            cached = self._import_restrictions = (time.monotonic(), found)
+        return {**cached[1], **self.static_dataset_groups}
 
     def import_sources(self) -> dict[str, str]:
         """Imported dataset -> its connection."""
@@ -200,6 +208,7 @@ class CatalogService(Application):
     def dataset_listing_changed(self) -> None:
         """An import registered a version: list the registries again on the next call."""
         self._listing.invalidate()
+        self._import_restrictions = None
 
     async def groups_of(self, name: str) -> list[str]:
         """A user's hub groups (the service's role may read them), cached 10 s."""

@@ -60,6 +60,7 @@ class DriftMonitor:
         self._references: OrderedDict[tuple[str, str], ReferenceData] = OrderedDict()
         self._timer: ioloop.PeriodicCallback | None = None
         self._lock = threading.Lock()  # references are found in worker threads
+        self._finding: dict[tuple[str, str], threading.Lock] = {}  # per version being found
         self._last: OrderedDict[tuple[str, str], DriftReport] = OrderedDict()
 
     @property
@@ -80,13 +81,21 @@ class DriftMonitor:
             if key in self._references:
                 self._references.move_to_end(key)
                 return self._references[key]
+            finding = self._finding.setdefault(key, threading.Lock())
+        # one version's reference is fetched once; other versions do not wait for it
+        with finding:
+            with self._lock:
+                if key in self._references:
+                    return self._references[key]
             found = self._from_lineage(name, version, features, entries)
             if found is None:
                 found = self._from_example(name, version, features)
-            if found is not None:
-                self._references[key] = found
-                while len(self._references) > self.settings.max_versions:
-                    self._references.popitem(last=False)
+            with self._lock:
+                self._finding.pop(key, None)
+                if found is not None:
+                    self._references[key] = found
+                    while len(self._references) > self.settings.max_versions:
+                        self._references.popitem(last=False)
             return found
 
     def _from_lineage(
