@@ -159,8 +159,10 @@ def test_configure_without_the_catalog_leaves_the_hub_alone() -> None:
     configure(c)
     assert "catalog" not in [s.get("name") for s in c.JupyterHub.get("services", [])]
     # sandboxes read the hub's own dataset API instead: JupyterHub's defaults plus its scope
+    # (and their user's notebook jobs)
     assert c.Spawner.server_token_scopes == [
-        "users:activity!user", "access:servers!server", "custom:dsplatform:datasets"
+        "users:activity!user", "access:servers!server", "custom:dsplatform:datasets",
+        "custom:dsplatform:jobs",
     ]  # fmt: skip
 
 
