@@ -196,14 +196,17 @@ ROUTES = [
 
 
 def test_every_route_is_covered() -> None:
-    assert len(route_table()) == 13
+    assert len(route_table()) == 16
     assert ("/dsdata/api/pulls", "post") in ROUTES
     assert ("/dsdata/api/experiments", "post") in ROUTES
     assert ("/dsdata/api/models", "post") in ROUTES
     assert ("/dsdata/api/models/iris/promotions", "post") in ROUTES
     assert ("/dsdata/api/models/iris/history", "get") in ROUTES
     assert ("/dsdata/api/connections/iris/imports", "post") in ROUTES
-    assert len(ROUTES) == 15
+    assert ("/dsdata/api/jobs", "post") in ROUTES
+    assert ("/dsdata/api/jobs/0123456789abcdef", "delete") in ROUTES
+    assert ("/dsdata/api/jobs/0123456789abcdef/log", "get") in ROUTES
+    assert len(ROUTES) == 20
 
 
 @pytest.mark.parametrize(("path", "method"), ROUTES)
