@@ -9,7 +9,6 @@ budget survives hub restarts.
 from __future__ import annotations
 
 import datetime as dt
-import weakref
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+
+from hub_ext.state import ensure_tables
 
 metadata = MetaData()
 
@@ -72,16 +73,9 @@ def gpu_hours(
 class GpuAccounting:
     """Open, close and sum GPU sessions through the hub's SQLAlchemy session."""
 
-    _ready: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose table exists
-
     def __init__(self, db: Session) -> None:
         self.db = db
-        bind = db.get_bind()
-        if bind not in GpuAccounting._ready:
-            # through the hub's own connection: SQLite allows one writer at a time
-            metadata.create_all(db.connection())
-            db.commit()
-            GpuAccounting._ready.add(bind)
+        ensure_tables(db, metadata)
 
     def open(self, user: str, server: str, gpu_type: str, gpus: int) -> int:
         result: CursorResult[Any] = self.db.execute(  # type: ignore[assignment]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from hub_ext.admission.accounting import utcnow
 from hub_ext.jobs.spec import JobSpec, server_name
+from hub_ext.state import ensure_tables
 
 metadata = MetaData()
 
@@ -111,15 +111,9 @@ def _record(row: Any) -> JobRecord:
 class JobStore:
     """Read and change job records through the hub's SQLAlchemy session."""
 
-    _ready: weakref.WeakSet[Any] = weakref.WeakSet()
-
     def __init__(self, db: Session) -> None:
         self.db = db
-        bind = db.get_bind()
-        if bind not in JobStore._ready:
-            metadata.create_all(db.connection())
-            db.commit()
-            JobStore._ready.add(bind)
+        ensure_tables(db, metadata)
 
     def add(self, job_id: str, user: str, queue: str, spec: JobSpec, state: str) -> JobRecord:
         submitted = utcnow()
