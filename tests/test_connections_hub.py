@@ -233,18 +233,9 @@ print("refused", b.label.value)
 def test_the_sidebar_browses_and_imports(chub: HubProcess) -> None:
     """The Connections section in alice's sandbox, in chromium: browse the lake, import a
     prefix through the platform, and the dataset appears in the Datasets section."""
-    from .test_lab_e2e import ARTIFACTS, run_node
+    from .test_lab_e2e import hub_story
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    env = {
-        "HUB_URL": chub.url,
-        "HUB_USER": "alice",
-        "HUB_PASSWORD": (chub.state / "platform" / "user_password").read_text().strip(),
-        "DATASET": "clicks-ui",
-    }
-    proc = run_node("hub-connections.mjs", env, "hub-connections.log")
-    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}\n{chub.log()}"
-    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    summary = hub_story("hub-connections.mjs", chub, {"DATASET": "clicks-ui"})
     assert sorted(summary["connections"]) == ["dwh", "lake"]
     assert "2026-11/" in summary["browsed"] and "other.txt" in summary["browsed"]
     assert summary["proposedPath"] == "2026-11/"

@@ -313,18 +313,9 @@ print('MINE', dsdata.jobs())
 def test_the_lab_command_runs_the_open_notebook_as_a_job(jhub: HubProcess) -> None:
     """ "Run Notebook as a Job…" in chromium, with train.ipynb open: the dialog proposes it,
     the job runs with the parameters typed in the dialog."""
-    from .test_lab_e2e import ARTIFACTS, run_node
+    from .test_lab_e2e import hub_story
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    env = {
-        "HUB_URL": jhub.url,
-        "HUB_USER": "alice",
-        "HUB_PASSWORD": (jhub.state / "platform" / "user_password").read_text().strip(),
-        "NOTEBOOK": "train.ipynb",
-    }
-    proc = run_node("hub-jobs.mjs", env, "hub-jobs.log")
-    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
-    summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    summary = hub_story("hub-jobs.mjs", jhub, {"NOTEBOOK": "train.ipynb"})
     assert summary["proposed"] == "train.ipynb", summary
     assert summary["toast"].startswith("Job "), summary
     job_id = summary["toast"].split()[1].rstrip(":")

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,6 +204,21 @@ def run_node(script: str, env: dict[str, str], log: str) -> subprocess.Completed
     (ARTIFACTS / log).write_text(output)
     print(output)  # shown by pytest on failure (and with -s)
     return proc
+
+
+def hub_story(script: str, hub: HubProcess, env: dict[str, str], user: str = "alice") -> Any:
+    """A ``ui-tests`` story in ``user``'s sandbox of ``hub`` (logged in through the hub's
+    form with the shared password): the story's ``SUMMARY`` object, or a failure with its
+    output and the hub's log."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    password = (hub.state / "platform" / "user_password").read_text().strip()
+    story = {"HUB_URL": hub.url, "HUB_USER": user, "HUB_PASSWORD": password, **env}
+    proc = run_node(script, story, script.replace(".mjs", ".log"))
+    assert proc.returncode == 0, (
+        f"{script} failed (screenshots in {ARTIFACTS}):\n{proc.stdout[-4000:]}\n"
+        f"{proc.stderr[-2000:]}\n--- hub log ---\n{hub.log()}"
+    )
+    return json.loads(proc.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
 
 
 def test_sidebar_pull_commit_publish_in_chromium(
