@@ -309,6 +309,19 @@ print('MINE', dsdata.jobs())
     assert bad.status_code == 400, bad.text
 
 
+def test_a_committed_job_is_an_experiment_run(jhub: HubProcess) -> None:
+    r = submit(jhub, "carol", {"notebook": "timed.ipynb", "profile": "cpu-small",
+                               "commit": True, "parameters": {"seconds": 0, "name": "run"}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    done = wait_job(jhub, "carol", r.json()["id"])
+    log = (workspace(jhub, "carol") / done["log"]).read_text()
+    assert done["state"] == "succeeded", (done, log)
+    assert "dsplatform: committed " in log, log
+    out = run_in_kernel(jhub, "carol", "", "from server_ext import dsdata\n"
+                        "print([(r['message'], r.get('params')) for r in dsdata.log(3)])\n")  # fmt: skip
+    assert f"Notebook job {done['id']}: timed.ipynb" in out, out
+
+
 @pytest.mark.lab
 def test_the_lab_command_runs_the_open_notebook_as_a_job(jhub: HubProcess) -> None:
     """ "Run Notebook as a Job…" in chromium, with train.ipynb open: the dialog proposes it,
