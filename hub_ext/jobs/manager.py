@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hub_ext.admission.accounting import GpuAccounting, utcnow
 from hub_ext.admission.admit import Applicant, preview
-from hub_ext.admission.policy import Policy
+from hub_ext.admission.policy import Policy, load_policy
 from hub_ext.admission.reservations import Ledger
 from hub_ext.jobs import records as R
 from hub_ext.jobs.queue import JobQueue, queue_of
@@ -78,8 +78,6 @@ class JobManager:
 
     @staticmethod
     def policy() -> Policy:
-        from hub_ext.admission.policy import load_policy
-
         app = _app()
         return load_policy(app.config, app.spawner_class)
 
@@ -117,12 +115,11 @@ class JobManager:
     ) -> tuple[JobRecord, int | None]:
         store = self.load(db)
         settings, policy = self.settings(), self.policy()
-        groups = tuple(sorted(g.name for g in user.groups))
-        applicant = Applicant(user.name, "", groups)
+        applicant = _applicant(user)
         hours = _once(GpuAccounting(db).hours_this_week)
         with JOB_DECISIONS.time():  # the decision itself, as for spawns (no writes)
             never = preview(spec.options, applicant, policy, Ledger(), hours, kind="job")
-            queue = queue_of(user.name, groups, tuple(policy.quotas.group_pools))
+            queue = queue_of(user.name, applicant.groups, tuple(policy.quotas.group_pools))
             now = None
             if never is None:
                 now = preview(spec.options, applicant, policy, Ledger.shared(), hours,
@@ -143,15 +140,11 @@ class JobManager:
             log.info("dsplatform: job %s of %s waits in %s", record.id, user.name, queue)
             return record, self.queue.position(record.id)
         record = store.add(uuid.uuid4().hex[:12], user.name, queue, spec, R.STARTING)
-        status, message = await self._spawn(record)
+        status, message = await self._start(store, record, wait=spec.wait)
+        if record.id in self.queue:  # taken meanwhile by a concurrent request: it waits
+            self.kick()
+            return store.get(record.id) or record, self.queue.position(record.id)
         if status >= 400:
-            self._spawn_task(self._remove_server(record))
-            if spec.wait and status in (403, 503):  # taken meanwhile by a concurrent request
-                store.set_state(record.id, R.QUEUED, only_if=(R.STARTING,))
-                self.queue.push(queue, record.id)
-                self.kick()
-                return store.get(record.id) or record, self.queue.position(record.id)
-            store.set_state(record.id, R.FAILED, finished=utcnow(), message=message)
             raise JobError(status, message)
         return store.get(record.id) or record, None
 
@@ -179,21 +172,30 @@ class JobManager:
                     self.queue.remove(job_id)
                     store.set_state(job_id, R.FAILED, message="The user no longer exists")
                     continue
-                applicant = Applicant(user.name, "", tuple(sorted(g.name for g in user.groups)))
+                applicant = _applicant(user)
                 hours = GpuAccounting(app.db).hours_this_week
                 if preview(record.spec.options, applicant, policy, Ledger.shared(), hours,
                            kind="job") is not None:  # fmt: skip
                     continue  # the head does not fit yet: its queue waits
                 self.queue.remove(job_id)
                 store.set_state(job_id, R.STARTING, only_if=(R.QUEUED,))
-                status, message = await self._spawn(record)
-                if status in (403, 503):  # taken by someone else meanwhile: wait again
-                    store.set_state(job_id, R.QUEUED, only_if=(R.STARTING,))
-                    self.queue.push(record.queue, job_id, front=True)
-                    self._spawn_task(self._remove_server(record))
-                elif status >= 400:
-                    store.set_state(job_id, R.FAILED, finished=utcnow(), message=message)
-                    self._spawn_task(self._remove_server(record))
+                await self._start(store, record, wait=True, front=True)
+
+    async def _start(self, store: JobStore, record: JobRecord, *, wait: bool,
+                     front: bool = False) -> tuple[int, str]:  # fmt: skip
+        """Spawn a ``starting`` job's server. Refused because the resources were taken
+        meanwhile (403/503) and ``wait``: back in its queue (at its ``front`` when it was
+        the head); refused otherwise: failed. Either way its server entry goes."""
+        status, message = await self._spawn(record)
+        if status < 400:
+            return status, message
+        self._spawn_task(self._remove_server(record))
+        if wait and status in (403, 503):
+            store.set_state(record.id, R.QUEUED, only_if=(R.STARTING,))
+            self.queue.push(record.queue, record.id, front=front)
+        else:
+            store.set_state(record.id, R.FAILED, finished=utcnow(), message=message)
+        return status, message
 
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
@@ -321,8 +323,10 @@ def _once(hours: Callable[[str], float]) -> Callable[[str], float]:
     return ask
 
 
+def _applicant(user: orm.User) -> Applicant:
+    return Applicant(user.name, "", tuple(sorted(g.name for g in user.groups)))
+
+
 def _server_of(db: Session, record: JobRecord) -> Any:
     user = orm.User.find(db, record.user)
-    if user is None:
-        return None
-    return next((s for s in user._orm_spawners if s.name == record.server), None)
+    return user.orm_spawners.get(record.server) if user is not None else None

@@ -25,6 +25,7 @@ from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.reservations import Grant, Ledger
 from hub_ext.admission.usage import usage_report
 from hub_ext.errors import ConfigError
+from hub_ext.jobs.manager import JobManager
 from hub_ext.jobs.records import JobRecord
 from hub_ext.jobs.spec import SERVER_PREFIX, job_id_of
 from hub_ext.monitoring.hub_metrics import DECISIONS, REFUSALS
@@ -126,8 +127,6 @@ class ProfileSpawner(_SpawnerBase):
     _grant: Grant | None = None
     _request: Request | None = None
     _job: JobRecord | None = None  # this server runs a notebook job (hub_ext.jobs)
-    _exit_status: int | None = None  # a job's exit code, when the hub saw its process end
-    _pending_job: JobRecord | None = None
 
     # --- policy ------------------------------------------------------------------------
     @property
@@ -163,7 +162,8 @@ class ProfileSpawner(_SpawnerBase):
             raise SpawnRefusal(
                 f"dsplatform is misconfigured: {e}", reason="error", status_code=500
             ) from None
-        options, kind = self._job_options()
+        options, job = self._job_options()
+        kind = "job" if job is not None else "server"
         accounting = self._accounting()
         stale = self.ledger.get(self.user.name, self.name)
         try:
@@ -176,8 +176,8 @@ class ProfileSpawner(_SpawnerBase):
                 refusal.message, reason=refusal.reason, status_code=refusal.status_code
             ) from None
         grant, request = admission.grant, admission.request
-        if kind == "job":
-            self._job, self._exit_status = self._pending_job, None
+        if job is not None:
+            self._job = job
             self.poll_interval = 1  # its end frees the grant within a second, not in 30
         if stale is not None and stale.session_id is not None:
             accounting.close(stale.session_id)  # reserve() replaced a stale grant
@@ -194,17 +194,16 @@ class ProfileSpawner(_SpawnerBase):
         )
         return grant
 
-    def _job_options(self) -> tuple[Any, str]:
-        """The options to admit and the grant's kind. A server named ``job-<id>`` starts
-        only for its job's record (state starting, this user), which the job manager made:
-        no other route can start a job server (or dodge the idle culler as one)."""
-        from hub_ext.jobs.manager import JobManager
-
+    def _job_options(self) -> tuple[Any, JobRecord | None]:
+        """The options to admit, and the job this server runs (None: a sandbox). A server
+        named ``job-<id>`` starts only for its job's record (state starting, this user),
+        which the job manager made: no other route can start a job server (or dodge the
+        idle culler as one)."""
         options = self.user_options
         job = options.get("job") if isinstance(options, dict) else None
         job_id = job_id_of(self.name)
         if job is None and not self.name.startswith(SERVER_PREFIX):
-            return options, "server"
+            return options, None
         record = None
         if job_id and isinstance(job, dict) and job.get("id") == job_id:
             record = JobManager.shared().expected(self.user.db, self.user.name, job_id)
@@ -214,8 +213,7 @@ class ProfileSpawner(_SpawnerBase):
                 "%dsdata run or POST /hub/api/dsplatform/jobs",
                 reason="invalid", status_code=400,
             )  # fmt: skip
-        self._pending_job = record  # this server's job once admitted
-        return {k: v for k, v in options.items() if k != "job"}, "job"
+        return {k: v for k, v in options.items() if k != "job"}, record
 
     def release(self) -> None:
         """Give back what this server holds (idempotent); waiting jobs may then start."""
@@ -227,8 +225,6 @@ class ProfileSpawner(_SpawnerBase):
             self._accounting().close(grant.session_id)
         if released is not None:
             self.log.info("dsplatform: released %s's reservation", self._log_name)
-            from hub_ext.jobs.manager import JobManager
-
             JobManager.shared().kick()
 
     def apply_grant(self, grant: Grant, request: Request) -> None:
@@ -251,8 +247,6 @@ class ProfileSpawner(_SpawnerBase):
             self.release()
             raise
         if self._job is not None:
-            from hub_ext.jobs.manager import JobManager
-
             JobManager.shared().running(self.user.db, self._job.id)
         return started
 
@@ -260,7 +254,8 @@ class ProfileSpawner(_SpawnerBase):
         had_process = getattr(self, "proc", None) is not None
         status: int | None = await super().poll()
         if status is not None and self._job is not None:
-            # the process's own code; None when the hub lost the process in a restart
+            # the process's own code; None without the process handle (after a hub restart,
+            # or a pod): then the code the runner reported
             self._job_ended(status if had_process else None)
         return status
 
@@ -269,16 +264,13 @@ class ProfileSpawner(_SpawnerBase):
             await super().stop(now=now)
         finally:
             self.release()
-            self._job_ended(self._exit_status)
+            self._job_ended(None)  # stopped by the hub: the runner's reported code, if any
 
     def _job_ended(self, exit_status: int | None) -> None:
         """Record a job's end, once (JupyterHub does not call stop() for a server whose
         process ended by itself: the poll that sees it is the end)."""
         job, self._job = self._job, None
         if job is not None:
-            from hub_ext.jobs.manager import JobManager
-
-            self._exit_status = exit_status
             JobManager.shared().finished(self.user.db, job.id, exit_status)
 
     def get_state(self) -> dict[str, Any]:
@@ -296,8 +288,6 @@ class ProfileSpawner(_SpawnerBase):
             self._grant = grant
             job_id = job_id_of(self.name)
             if grant.kind == "job" and job_id:
-                from hub_ext.jobs.manager import JobManager
-
                 self._job = JobManager.shared().record(self.user.db, job_id)
                 self.poll_interval = 1
             policy = self.policy
