@@ -3,6 +3,9 @@
  * (Playwright's own browser downloads do not work on these machines) with the
  * flags it needs here, and a log line with the seconds since the start.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+
 import { chromium } from 'playwright-core';
 
 const started = Date.now();
@@ -72,4 +75,33 @@ export async function runStory(
   after();
   log(failed ? 'FAILED' : 'all steps passed');
   process.exit(failed ? 1 : 0);
+}
+
+/**
+ * A story in a hub user's sandbox: HUB_URL, HUB_USER (default alice),
+ * HUB_PASSWORD and ARTIFACTS (screenshots) from the environment; logged in
+ * through the hub's form on the way to `/user/USER/${next}`, then
+ * `steps({ page, hub, user, out })` under runStory (`${name}-failure.png`).
+ */
+export async function hubStory(name, next, steps, after = () => undefined) {
+  const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
+  const user = process.env.HUB_USER ?? 'alice';
+  const out = process.env.ARTIFACTS ?? 'test-artifacts';
+  fs.mkdirSync(out, { recursive: true });
+  const { browser, page } = await launchPage();
+  await runStory(
+    { browser, page },
+    path.join(out, `${name}-failure.png`),
+    async () => {
+      await hubLogin(
+        page,
+        hub,
+        user,
+        process.env.HUB_PASSWORD ?? '',
+        `/user/${user}/${next}`
+      );
+      await steps({ page, hub, user, out });
+    },
+    after
+  );
 }

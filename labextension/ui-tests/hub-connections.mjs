@@ -5,32 +5,19 @@
  * with HUB_URL, HUB_USER, HUB_PASSWORD, DATASET, ARTIFACTS and CHROMIUM in the
  * environment; prints `SUMMARY {json}`.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 
-import { hubLogin, launchPage, log, runStory } from './browser.mjs';
+import { hubStory, log } from './browser.mjs';
 
-const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
-const user = process.env.HUB_USER ?? 'alice';
 const dataset = process.env.DATASET ?? 'clicks-ui';
-const out = process.env.ARTIFACTS ?? 'test-artifacts';
-fs.mkdirSync(out, { recursive: true });
 const sidebar = '#dsdata-sidebar';
 const dialog = '.jp-Dialog';
-const { browser, page } = await launchPage();
 const summary = {};
 
-await runStory(
-  { browser, page },
-  path.join(out, 'hub-connections-failure.png'),
-  async () => {
-    await hubLogin(
-      page,
-      hub,
-      user,
-      process.env.HUB_PASSWORD ?? '',
-      `/user/${user}/lab`
-    );
+await hubStory(
+  'hub-connections',
+  'lab',
+  async ({ page, out }) => {
     await page.locator('#jp-main-dock-panel').waitFor();
     await page
       .locator('.jp-SideBar .lm-TabBar-tab[data-id="dsdata-sidebar"]')

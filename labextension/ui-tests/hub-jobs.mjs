@@ -5,31 +5,18 @@
  * tests/test_jobs_hub.py with HUB_URL, HUB_USER, HUB_PASSWORD, NOTEBOOK,
  * ARTIFACTS and CHROMIUM in the environment; prints `SUMMARY {json}`.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 
-import { hubLogin, launchPage, log, runStory } from './browser.mjs';
+import { hubStory, log } from './browser.mjs';
 
-const hub = (process.env.HUB_URL ?? '').replace(/\/$/, '');
-const user = process.env.HUB_USER ?? 'alice';
 const notebook = process.env.NOTEBOOK ?? 'train.ipynb';
-const out = process.env.ARTIFACTS ?? 'test-artifacts';
-fs.mkdirSync(out, { recursive: true });
 const dialog = '.jp-Dialog';
-const { browser, page } = await launchPage();
 const summary = {};
 
-await runStory(
-  { browser, page },
-  path.join(out, 'hub-jobs-failure.png'),
-  async () => {
-    await hubLogin(
-      page,
-      hub,
-      user,
-      process.env.HUB_PASSWORD ?? '',
-      `/user/${user}/lab/tree/${notebook}`
-    );
+await hubStory(
+  'hub-jobs',
+  `lab/tree/${notebook}`,
+  async ({ page, out }) => {
     await page.locator('.jp-NotebookPanel').first().waitFor();
     // once its kernel is idle the notebook no longer takes the focus (which would
     // close the palette and send the keys to a cell)
