@@ -114,6 +114,13 @@ def test_a_parameterised_job_runs_as_the_user_and_keeps_its_output(jhub: HubProc
                     token=jhub.token_for("erin")).status_code == 404  # fmt: skip
     erins = jhub.api("GET", "/dsplatform/jobs", token=jhub.token_for("erin")).json()["jobs"]
     assert erins == []
+    # every route needs a hub token
+    for method, path in (("GET", "/dsplatform/jobs"), ("POST", "/dsplatform/jobs"),
+                         ("GET", f"/dsplatform/jobs/{done['id']}"),
+                         ("DELETE", f"/dsplatform/jobs/{done['id']}"),
+                         ("POST", f"/dsplatform/jobs/{done['id']}/result")):  # fmt: skip
+        r = jhub.api(method, path, token="not-a-token", json={})
+        assert r.status_code == 403, (method, path, r.status_code)
 
 
 def gpu_sessions(hub: HubProcess, server: str) -> list[tuple[int, str | None]]:
