@@ -8,6 +8,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Empty
 
 import pytest
 from jupyter_client.blocking import BlockingKernelClient
@@ -15,6 +16,30 @@ from jupyter_client.blocking import BlockingKernelClient
 from .hub import HubProcess
 
 pytestmark = pytest.mark.hub
+
+
+def wait_for_kernel(client: BlockingKernelClient, timeout: float) -> None:
+    """Until the kernel answers ``kernel_info`` and its IOPub reaches us.
+
+    Not ``client.wait_for_ready``: it reads the first missed heartbeat (1 s) as a dead
+    kernel, and a sandbox's kernel on a busy machine may take longer to bind its sockets.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        client.kernel_info()
+        try:
+            if client.get_shell_msg(timeout=1)["msg_type"] == "kernel_info_reply":
+                client.get_iopub_msg(timeout=1)  # subscribed: the request's status message
+                break
+        except Empty:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not answer within {timeout} s")
+    while True:  # what the requests published
+        try:
+            client.get_iopub_msg(timeout=0.2)
+        except Empty:
+            break
 
 
 def run_in_kernel(hub: HubProcess, user: str, server: str, code: str) -> str:
@@ -35,7 +60,7 @@ def run_in_kernel(hub: HubProcess, user: str, server: str, code: str) -> str:
         client.load_connection_file()
         client.start_channels()
         try:
-            client.wait_for_ready(timeout=60)
+            wait_for_kernel(client, timeout=60)
             out: list[str] = []
             reply = client.execute_interactive(
                 code,

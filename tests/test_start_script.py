@@ -94,7 +94,7 @@ def test_start_prints_one_banner_and_ctrl_c_stops_everything(tmp_path: Path) -> 
             assert re.search(rf"^\s+{user}\s", banner, re.M), banner
         assert text.count("dsplatform is ready") == 1
         assert "log in with any user name" not in text  # the config's banner is replaced
-        time.sleep(3)  # the services finish starting
+        time.sleep(3)  # the banner waited for the hub, MLflow and the catalog; the rest settle
         family = _descendants(proc.pid)
         assert len(family) >= 4, family  # the hub, the proxy, MLflow, the catalog, the culler
 
