@@ -10,6 +10,9 @@ Environment:
   DSPLATFORM_MODE        "local" (default); "kubernetes" selects the KubeSpawner path
   DSPLATFORM_MLFLOW_PORT the local MLflow server's port (default 5000, 127.0.0.1)
   DSPLATFORM_CATALOG_PORT the catalog service's port (default 10101, 127.0.0.1)
+  DSPLATFORM_DASK_PORT, DSPLATFORM_DASK_SCHEDULER_PORT, DSPLATFORM_DASK_API_PORT
+                         dask-gateway's HTTP, scheduler (TLS) and private API ports
+                         (default 10102, 10103, 10104; 127.0.0.1)
   DSPLATFORM_GPUS        local mode without NVIDIA GPUs: how many demo device ids to offer
                          (default 4) so the GPU profile and its quotas can be tried
   DSPLATFORM_EXTRA_CONFIG  a Python config file loaded just before validation, to add to or
@@ -172,6 +175,14 @@ c.JupyterHub.load_groups = {
     "product": {"users": ["paul"]},
     "model-reviewers": {"users": ["rita"]},
 }
+
+# --- Dask clusters: dask-gateway as a hub-managed service at /services/dask-gateway/ -------
+# Gateway().new_cluster() in a sandbox; every worker is admitted by the same quotas, group
+# pools and GPU pool as servers and jobs, and runs as the user's account (local mode).
+c.DaskClusters.enabled = MODE == "local"
+c.DaskClusters.port = int(os.environ.get("DSPLATFORM_DASK_PORT", "10102"))
+c.DaskClusters.scheduler_port = int(os.environ.get("DSPLATFORM_DASK_SCHEDULER_PORT", "10103"))
+c.DaskClusters.api_port = int(os.environ.get("DSPLATFORM_DASK_API_PORT", "10104"))
 
 # --- authentication: OAuth / OpenID Connect (DSPLATFORM_AUTH=oauth) ------------------------
 # GenericOAuthenticator from OAUTH_* variables; the identity provider's groups claim becomes

@@ -4,7 +4,7 @@ It validates everything first (profiles, toolchains, quotas, GPU devices, each s
 settings) and stops the hub with a message naming the key when something is wrong; then
 each room adds what it owns: the hub API handlers (:mod:`hub_ext.api`), local mode's
 isolation (:mod:`hub_ext.spawners.isolation`), the MLflow server, the catalog service and
-the idle culler (:mod:`hub_ext.services`).
+the idle culler (:mod:`hub_ext.services`), and dask-gateway (:mod:`hub_ext.dask`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from traitlets.config import Config, Configurable
 
 from hub_ext import api
 from hub_ext.admission.policy import Policy, load_policy
+from hub_ext.dask import settings as dask
 from hub_ext.errors import ConfigError, stop_invalid
 from hub_ext.services import culler
 from hub_ext.services.catalog import config as catalog
@@ -48,11 +49,13 @@ def configure(c: Config) -> Policy:
         isolation.check(c, spawner_class)
         mlflow.check(c)
         catalog.check(c)
+        dask.check(c)
         api.wire(c)
         isolation.wire(c, spawner_class)
         mlflow.wire(c)  # before the catalog: it reads the tracking URI
         catalog.wire(c)
         culler.wire(c, policy)
+        dask.wire(c)
     except ConfigError as e:
         stop_invalid(e)
     return policy

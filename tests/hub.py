@@ -70,6 +70,7 @@ class HubProcess:
         self.proxy_api_port = free_port()
         self.mlflow_port = free_port()
         self.catalog_port = free_port()
+        self.dask_ports = (free_port(), free_port(), free_port())
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/hub/api"
         self.extra_config = extra_config
@@ -86,6 +87,10 @@ class HubProcess:
             f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.proxy_api_port}'\n"
             f"c.PlatformMLflow.port = {self.mlflow_port}\n"
             f"c.PlatformCatalog.port = {self.catalog_port}\n"
+            # dask-gateway only where a test turns it on (c.DaskClusters.enabled = True)
+            "c.DaskClusters.enabled = False\n"
+            f"c.DaskClusters.port, c.DaskClusters.scheduler_port, c.DaskClusters.api_port = "
+            f"{self.dask_ports}\n"
             "c.JupyterHub.services = list(c.JupyterHub.get('services', [])) + [\n"
             f"    {{'name': 'test-admin', 'api_token': {ADMIN_TOKEN!r}}}]\n"
             "c.JupyterHub.load_roles = list(c.JupyterHub.get('load_roles', [])) + [\n"

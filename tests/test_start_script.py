@@ -65,6 +65,9 @@ def test_start_prints_one_banner_and_ctrl_c_stops_everything(tmp_path: Path) -> 
         "DSPLATFORM_PORT": str(port),
         "DSPLATFORM_MLFLOW_PORT": str(free_port()),
         "DSPLATFORM_CATALOG_PORT": str(free_port()),
+        "DSPLATFORM_DASK_PORT": str(free_port()),
+        "DSPLATFORM_DASK_SCHEDULER_PORT": str(free_port()),
+        "DSPLATFORM_DASK_API_PORT": str(free_port()),
     }
     log = tmp_path / "start.log"
     family: set[int] = set()

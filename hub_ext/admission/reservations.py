@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -71,6 +71,9 @@ class Ledger:
     """In-memory index of grants with running totals per user, pooled group and GPU type."""
 
     _shared: ClassVar[Ledger | None] = None
+    # called with the hub's ledger when it is first made: grants kept outside spawner
+    # state (Dask workers, hub_ext.dask.grants) are put back after a hub restart
+    loaders: ClassVar[list[Callable[[Ledger], None]]] = []
 
     def __init__(self) -> None:
         self._grants: dict[tuple[str, str], Grant] = {}
@@ -84,6 +87,8 @@ class Ledger:
         """The hub process's ledger (spawners and the usage API share it)."""
         if cls._shared is None:
             cls._shared = cls()
+            for load in cls.loaders:
+                load(cls._shared)
         return cls._shared
 
     # --- queries ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The hub's own handlers: REST under ``/hub/api/dsplatform/`` (usage, datasets, jobs) and the
-admin usage page ``/hub/dsplatform/usage`` (with a navigation-bar link in the hub's pages)."""
+"""The hub's own handlers: REST under ``/hub/api/dsplatform/`` (usage, datasets, jobs, Dask
+workers) and the admin usage page ``/hub/dsplatform/usage`` (with a navigation-bar link in
+the hub's pages)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ ROUTES = {
     r"/api/dsplatform/jobs": "hub_ext.api.jobs:JobsAPIHandler",
     r"/api/dsplatform/jobs/([0-9a-f]{12})": "hub_ext.api.jobs:JobAPIHandler",
     r"/api/dsplatform/jobs/([0-9a-f]{12})/result": "hub_ext.api.jobs:JobResultAPIHandler",
+    r"/api/dsplatform/workers": "hub_ext.api.workers:WorkersAPIHandler",
+    r"/api/dsplatform/workers/check": "hub_ext.api.workers:WorkersCheckAPIHandler",
+    r"/api/dsplatform/workers/options": "hub_ext.api.workers:WorkerOptionsAPIHandler",
+    r"/api/dsplatform/workers/([0-9a-f]{32})": "hub_ext.api.workers:WorkerAPIHandler",
     r"/dsplatform/usage": "hub_ext.api.admin_page:UsagePageHandler",
 }
 TEMPLATES = str(Path(__file__).parent / "templates")

@@ -35,7 +35,7 @@ from hub_ext.jobs.settings import NotebookJobs
 from hub_ext.jobs.spec import JobSpec
 from hub_ext.monitoring.hub_metrics import JOB_DECISIONS
 
-log = logging.getLogger("dsplatform.jobs")
+log = logging.getLogger("JupyterHub.dsplatform.jobs")  # in the hub's log
 SERVICE = "dsplatform-jobs"
 SERVICE_SCOPES = ["list:users", "read:users", "read:servers", "servers"]
 TOKEN = secrets.token_hex(32)  # this hub process's token for its own API (never stored)

@@ -337,6 +337,11 @@ class ProfileSpawner(_SpawnerBase):
             })  # fmt: skip
         return env
 
+    def worker_identity(self) -> dict[str, Any]:
+        """How the Dask gateway runs this user's workers (local mode: their account; see
+        :class:`hub_ext.spawners.local.LocalProfileSpawner`); empty where it does not."""
+        return {}
+
     def user_dvc_remote(self) -> str:
         """``dvc_remote`` with ``{username}`` expanded (one remote per user)."""
         return self.dvc_remote.replace("{username}", account_name("{username}", self.user.name))

@@ -237,6 +237,24 @@ class LocalProfileSpawner(ProfileSpawner, SimpleLocalProcessSpawner):
             )
         self.log.info("dsplatform: %s", text.replace("\n", "; "))
 
+    def worker_identity(self) -> dict[str, Any]:
+        """The user's Dask schedulers and workers run as their sandbox does: their account,
+        workspace as HOME, one cgroup each (limits, devices), the profile's Python."""
+        pythons = {
+            p.slug: singleuser_command(p.toolchain.local_python if p.toolchain else None)[0]
+            for p in self.policy.profiles
+        }
+        return {
+            "account": self.account_name if isolating() else "",
+            "workspace": self.home_dir,
+            "enforce_limits": self.enforce_limits,
+            "cgroup_root": self.cgroup_root,
+            "max_tasks": self.max_tasks,
+            "gpu_device_node": self.gpu_device_node,
+            "gpu_control_nodes": list(self.gpu_control_nodes),
+            "python": pythons,
+        }
+
     # --- the process ---------------------------------------------------------------------
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

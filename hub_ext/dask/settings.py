@@ -1,0 +1,169 @@
+"""Dask clusters on the governed pool: ``c.DaskClusters`` and how the hub runs dask-gateway.
+
+The gateway (``dask-gateway-server``) is a hub-managed service named ``dask-gateway``: the
+hub's proxy routes ``/services/dask-gateway/`` to it, it knows users by their hub token
+(dask-gateway's ``JupyterHubAuthenticator``, with the ``access:services!service=dask-gateway``
+scope that every user's role and sandbox token holds), and its backend
+(:mod:`hub_ext.dask.backend`) admits every worker through the hub's ledger
+(:mod:`hub_ext.dask.grants`). Sandboxes get dask-gateway's own variables, so
+``Gateway().new_cluster()`` needs no arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Config, Configurable
+
+from hub_ext.errors import ConfigError
+from hub_ext.state import state_dir
+
+SERVICE = "dask-gateway"
+ACCESS = f"access:services!service={SERVICE}"
+WORKERS_SCOPE = "custom:dsplatform:workers"  # admit and release workers: the gateway only
+ROLE = "dsplatform-dask-gateway"
+PREFIX = f"/services/{SERVICE}"
+CONFIG_FILE = Path(__file__).with_name("gateway_config.py")
+
+
+class DaskClusters(Configurable):
+    """Dask clusters through dask-gateway, workers admitted by the hub's quotas."""
+
+    enabled = Bool(
+        False,
+        help="""Run dask-gateway as a hub-managed service (local backend: schedulers and
+        workers as the user's account, each worker in its own cgroup). The embedded config
+        turns this on.
+
+            c.DaskClusters.enabled = True
+        """,
+    ).tag(config=True)
+
+    host = Unicode(
+        "127.0.0.1",
+        help="""Host under which the hub's proxy and sandboxes reach the gateway.""",
+    ).tag(config=True)
+
+    port = Int(
+        10102,
+        help="""Port of the gateway's HTTP API (its own proxy; the hub routes
+        /services/dask-gateway/ there).""",
+    ).tag(config=True)
+
+    scheduler_port = Int(
+        10103,
+        help="""Port of the gateway's TLS proxy to the clusters' schedulers (clients connect
+        with gateway://HOST:PORT).""",
+    ).tag(config=True)
+
+    api_port = Int(10104, help="Port of the gateway's private API (127.0.0.1).").tag(config=True)
+
+    max_workers = Int(
+        16,
+        help="""The most workers one cluster may ask for (quotas and pools still bound the
+        total).
+
+            c.DaskClusters.max_workers = 16
+        """,
+    ).tag(config=True)
+
+    idle_timeout = Float(
+        3600,
+        help="""Seconds a cluster may stay idle (no tasks, no client) before it is shut down
+        and its workers' grants are given back; 0: never.""",
+    ).tag(config=True)
+
+    heartbeat_period = Int(
+        5,
+        help="""Seconds between a scheduler's reports to the gateway (a stopped worker is
+        noticed, and its grant given back, within about this long).""",
+    ).tag(config=True)
+
+    state_dir = Unicode(
+        "",
+        help="The clusters' working directories (default: $DSPLATFORM_STATE_DIR/dask).",
+    ).tag(config=True)
+
+
+def check(c: Config) -> None:
+    """Start-up checks (ConfigError naming the key)."""
+    s = DaskClusters(config=c)
+    for key in ("port", "scheduler_port", "api_port"):
+        value = getattr(s, key)
+        if not 0 < value < 65536:
+            raise ConfigError(f"c.DaskClusters.{key}: {value} is not a TCP port")
+    if len({s.port, s.scheduler_port, s.api_port}) < 3:
+        raise ConfigError("c.DaskClusters: port, scheduler_port and api_port must differ")
+    if s.max_workers < 1:
+        raise ConfigError(f"c.DaskClusters.max_workers: {s.max_workers}; at least 1")
+    if s.idle_timeout < 0 or s.heartbeat_period < 1:
+        raise ConfigError("c.DaskClusters.idle_timeout (>= 0) and heartbeat_period (>= 1)")
+
+
+def sandbox_env(s: DaskClusters) -> dict[str, str]:
+    """dask-gateway's client settings, for every sandbox (``Gateway()`` reads them)."""
+    return {
+        "DASK_GATEWAY__ADDRESS": f"http://{s.host}:{s.port}{PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{s.host}:{s.scheduler_port}",
+        "DASK_GATEWAY__PUBLIC_ADDRESS": PREFIX,  # dashboards through the hub's proxy
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    }
+
+
+def gateway_service(s: DaskClusters) -> dict[str, Any]:
+    """The hub service entry: ``dask-gateway-server`` with this package's config file."""
+    base = Path(s.state_dir or state_dir() / "dask")
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o711)  # cluster directories below are each private to their user
+    return {
+        "name": SERVICE,
+        "url": f"http://{s.host}:{s.port}",
+        "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
+        "environment": {
+            "DSPLATFORM_DASK_ADDRESS": f"{s.host}:{s.port}",
+            "DSPLATFORM_DASK_TCP_ADDRESS": f"{s.host}:{s.scheduler_port}",
+            "DSPLATFORM_DASK_API_ADDRESS": f"127.0.0.1:{s.api_port}",
+            "DSPLATFORM_DASK_PREFIX": PREFIX,
+            "DSPLATFORM_DASK_DIR": str(base),
+            "DSPLATFORM_DASK_MAX_WORKERS": str(s.max_workers),
+            "DSPLATFORM_DASK_IDLE_TIMEOUT": str(s.idle_timeout),
+            "DSPLATFORM_DASK_HEARTBEAT": str(s.heartbeat_period),
+        },
+    }
+
+
+def wire(c: Config) -> None:
+    """The gateway service, its role, users' access and the sandboxes' variables."""
+    s = DaskClusters(config=c)
+    if not s.enabled:
+        return
+    from hub_ext.admission.reservations import Ledger
+    from hub_ext.dask.grants import restore_into
+
+    if restore_into not in Ledger.loaders:
+        Ledger.loaders.append(restore_into)
+    services = [x for x in c.JupyterHub.get("services", []) if x.get("name") != SERVICE]
+    c.JupyterHub.services = [*services, gateway_service(s)]
+    c.JupyterHub.custom_scopes = {
+        **c.JupyterHub.get("custom_scopes", {}),
+        WORKERS_SCOPE: {"description": "Admit and release Dask workers (the gateway service)"},
+    }
+    roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != ROLE]
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        roles.append({"name": "user", "scopes": ["self", ACCESS]})
+    elif ACCESS not in user_role.get("scopes", []):
+        user_role["scopes"] = [*user_role.get("scopes", ["self"]), ACCESS]
+    roles.append({"name": ROLE, "description": "dask-gateway admits workers through the hub",
+                  "scopes": [WORKERS_SCOPE], "services": [SERVICE]})  # fmt: skip
+    c.JupyterHub.load_roles = roles
+    scopes = list(c.Spawner.get("server_token_scopes", [])) or [
+        "users:activity!user",
+        "access:servers!server",
+    ]
+    if ACCESS not in scopes:
+        c.Spawner.server_token_scopes = [*scopes, ACCESS]
+    c.Spawner.environment = {**sandbox_env(s), **c.Spawner.get("environment", {})}
