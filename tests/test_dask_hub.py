@@ -149,6 +149,28 @@ print(json.dumps({{}}))
     assert dhub.usage("dana")["usage"]["cpu"] == 0.5
 
 
+def test_cluster_options_outside_the_profiles_are_refused_at_creation(dhub: HubProcess) -> None:
+    out = kernel(dhub, "dana", """
+gateway = Gateway()
+out = {"options": sorted(gateway.cluster_options())}
+for name, kwargs in [("memory", {"worker_memory": "3G"}), ("profile", {"profile": "gpu-a100"}),
+                     ("gpus", {"worker_gpus": 1})]:
+    try:
+        gateway.new_cluster(**kwargs).shutdown()
+        out[name] = "created"
+    except Exception as e:
+        out[name] = f"{type(e).__name__}: {e}"
+out["left"] = [c.name for c in gateway.list_clusters()]
+print(json.dumps(out))
+""")  # fmt: skip
+    assert out["options"] == ["profile", "worker_cores", "worker_gpus", "worker_memory"]
+    assert out["memory"].startswith("ValueError") and "memory" in out["memory"], out
+    assert "2G" in out["memory"], out  # the profile's range, from the hub
+    assert out["profile"].startswith("ValueError") and "gpu-a100" in out["profile"], out
+    assert out["gpus"].startswith("ValueError"), out  # cpu-small has no GPUs
+    assert out["left"] == []
+
+
 def test_another_users_cluster_is_out_of_reach_and_the_gateway_api_is_for_the_gateway(
     dhub: HubProcess,
 ) -> None:

@@ -47,6 +47,10 @@ CASES = [
         "c.PlatformMonitoring.sample_rate: 1.5 is not between 0 and 1",
     ),
     (
+        "c.DaskClusters.scheduler_port = c.DaskClusters.port = 10200",
+        "c.DaskClusters: port, scheduler_port and api_port must differ",
+    ),
+    (
         "c.QuotaPolicy.groups = {'ml': {'gpu': 2}}",
         "c.QuotaPolicy.groups['ml']: unknown key 'gpu'",
     ),

@@ -26,7 +26,6 @@ ACCESS = f"access:services!service={SERVICE}"
 WORKERS_SCOPE = "custom:dsplatform:workers"  # admit and release workers: the gateway only
 ROLE = "dsplatform-dask-gateway"
 PREFIX = f"/services/{SERVICE}"
-CONFIG_FILE = Path(__file__).with_name("gateway_config.py")
 
 
 class DaskClusters(Configurable):
@@ -113,26 +112,36 @@ def sandbox_env(s: DaskClusters) -> dict[str, str]:
     }
 
 
+def gateway_command(s: DaskClusters, base: Path) -> list[str]:
+    """``dask-gateway-server`` with dsplatform's backend and the hub's authenticator, set on
+    its command line (traitlets' ``--Class.trait=value``)."""
+    settings = {
+        "DaskGateway.backend_class": "hub_ext.dask.backend.PlatformBackend",
+        "DaskGateway.authenticator_class": "dask_gateway_server.auth.JupyterHubAuthenticator",
+        "DaskGateway.address": f"127.0.0.1:{s.api_port}",  # the private API, behind its proxy
+        "Proxy.address": f"{s.host}:{s.port}",
+        "Proxy.tcp_address": f"{s.host}:{s.scheduler_port}",
+        "Proxy.prefix": PREFIX,
+        # users need access:services!service=dask-gateway (every user's role and sandbox token)
+        "JupyterHubAuthenticator.jupyterhub_service_name": SERVICE,
+        "PlatformBackend.clusters_directory": str(base),
+        "PlatformBackend.cluster_heartbeat_period": str(s.heartbeat_period),
+        "PlatformBackend.check_timeouts_period": str(s.heartbeat_period),
+        "PlatformBackend.stop_clusters_on_shutdown": "True",  # their workers' grants go back
+        "PlatformClusterConfig.cluster_max_workers": str(s.max_workers),
+        "PlatformClusterConfig.idle_timeout": str(s.idle_timeout),
+    }
+    flags = [f"--{key}={value}" for key, value in settings.items()]
+    return [sys.executable, "-m", "dask_gateway_server", *flags]
+
+
 def gateway_service(s: DaskClusters) -> dict[str, Any]:
-    """The hub service entry: ``dask-gateway-server`` with this package's config file."""
+    """The hub service entry (the hub gives it its token and API URL)."""
     base = Path(s.state_dir or state_dir() / "dask")
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)  # cluster directories below are each private to their user
-    return {
-        "name": SERVICE,
-        "url": f"http://{s.host}:{s.port}",
-        "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
-        "environment": {
-            "DSPLATFORM_DASK_ADDRESS": f"{s.host}:{s.port}",
-            "DSPLATFORM_DASK_TCP_ADDRESS": f"{s.host}:{s.scheduler_port}",
-            "DSPLATFORM_DASK_API_ADDRESS": f"127.0.0.1:{s.api_port}",
-            "DSPLATFORM_DASK_PREFIX": PREFIX,
-            "DSPLATFORM_DASK_DIR": str(base),
-            "DSPLATFORM_DASK_MAX_WORKERS": str(s.max_workers),
-            "DSPLATFORM_DASK_IDLE_TIMEOUT": str(s.idle_timeout),
-            "DSPLATFORM_DASK_HEARTBEAT": str(s.heartbeat_period),
-        },
-    }
+    return {"name": SERVICE, "url": f"http://{s.host}:{s.port}",
+            "command": gateway_command(s, base)}  # fmt: skip
 
 
 def wire(c: Config) -> None:
