@@ -132,6 +132,10 @@ print(json.dumps({"total": total, "workers": len(info), "uids": sorted(set(uids.
     assert all(w["cpu"] == 0.5 and w["memory"] == 2**30 for w in held)
     usage = dhub.usage("dana")
     assert usage["usage"]["cpu"] == 1.5, usage  # the sandbox and its workers, one ledger
+    r = dhub.session.get(f"{dhub.api_url}/dsplatform/usage", params={"all": "1"},
+                         headers={"Authorization": f"token {ADMIN_TOKEN}"})  # fmt: skip
+    rows = [row for row in r.json()["servers"] if row["user"] == "dana"]
+    assert sorted(row["state"] for row in rows) == ["running", "worker", "worker"], rows
 
     # the quota is shared with servers: a second server of dana's is refused while they run
     r = dhub.spawn("dana", "more", {"profile": "cpu-small", "cpu": 0.5})

@@ -103,7 +103,9 @@ def platform_usage(
     tables = policy.quotas
     servers = tuple(
         ServerRow(
-            g.user, g.server, g.profile, states.get(g.key, "reserved"), g.cpu, g.memory, g.gpus,
+            g.user, g.server, g.profile,
+            states.get(g.key, "worker" if g.kind == "worker" else "reserved"),  # a Dask worker
+            g.cpu, g.memory, g.gpus,
             g.gpu_type, g.devices, round(now - g.reserved_at, 1) if g.reserved_at else None,
         )
         for g in sorted(grants, key=lambda g: (g.user, g.server))
