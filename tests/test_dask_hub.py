@@ -29,7 +29,7 @@ DASK_POLICY = (
     + """
 c.DaskClusters.enabled = True
 c.DaskClusters.heartbeat_period = 2
-c.QuotaPolicy.users = {"dana": {"servers": 2, "cpu": 1.5, "memory": "4G"}}
+c.QuotaPolicy.users = {"dana": {"servers": 2, "cpu": 2, "memory": "4G"}, "erin": {"cpu": 0.5}}
 c.QuotaPolicy.group_pools = {"ml-research": {"gpus": 3}}
 c.NotebookJobs.max_runtime = 600
 """
@@ -99,6 +99,7 @@ info = client.scheduler_info()["workers"]
 uids = client.run(os.getuid)
 limits = client.run(lambda: os.environ["DSPLATFORM_LIMITS"])
 total = client.submit(sum, client.map(lambda x: x * x, range(100))).result()
+scheduler = client.run_on_scheduler(lambda: [os.getuid(), open("/proc/self/cgroup").read()])
 try:
     cluster.scale(3)
     refused = ""
@@ -109,7 +110,7 @@ after = len(client.scheduler_info()["workers"])
 names = [c.name for c in gateway.list_clusters()]
 print(json.dumps({"total": total, "workers": len(info), "uids": sorted(set(uids.values())),
                   "limits": sorted(set(limits.values())), "refused": refused, "after": after,
-                  "name": cluster.name, "names": names,
+                  "name": cluster.name, "names": names, "scheduler": scheduler,
                   "threads": sorted({w["nthreads"] for w in info.values()}),
                   "memory": sorted({w["memory_limit"] for w in info.values()})}))
 """)  # fmt: skip
@@ -121,21 +122,30 @@ print(json.dumps({"total": total, "workers": len(info), "uids": sorted(set(uids.
     assert cluster_dir.stat().st_uid == account_uid("dana")
     assert cluster_dir.stat().st_mode & 0o777 == 0o700
     assert result["limits"] == ["cgroup-v1"]
+    assert result["scheduler"][0] == account_uid("dana")  # the scheduler too, in its cgroup
+    assert "dask-scheduler" in result["scheduler"][1], result["scheduler"]
     assert result["threads"] == [1] and result["memory"] == [2**30]
-    # the third: over dana's CPU quota (sandbox 0.5 + 2 workers of 0.5 = 1.5 of 1.5)
+    # the third: over dana's CPU quota (sandbox 0.5 + scheduler 0.5 + 2 workers of 0.5)
     assert "GatewayClusterError" in result["refused"], result
     assert "Scaling to 3 workers refused" in result["refused"]
-    assert "cpu" in result["refused"].lower() and "1.5" in result["refused"], result
+    assert (
+        "cpu" in result["refused"].lower()
+        and "running 2 + requested 0.5 = 2.5" in result["refused"]
+    ), result
     assert result["names"] == [result["name"]]
     held = [w for w in workers(dhub) if w["user"] == "dana"]
-    assert len(held) == 2 and {w["cluster"] for w in held} == {result["name"]}
-    assert all(w["cpu"] == 0.5 and w["memory"] == 2**30 for w in held)
+    assert len(held) == 3 and {w["cluster"] for w in held} == {result["name"]}
+    assert sorted((w["cpu"], w["memory"]) for w in held) == [
+        (0.5, 512 * 2**20),
+        (0.5, 2**30),
+        (0.5, 2**30),
+    ]  # the scheduler, two workers
     usage = dhub.usage("dana")
-    assert usage["usage"]["cpu"] == 1.5, usage  # the sandbox and its workers, one ledger
+    assert usage["usage"]["cpu"] == 2, usage  # the sandbox and its cluster, one ledger
     r = dhub.session.get(f"{dhub.api_url}/dsplatform/usage", params={"all": "1"},
                          headers={"Authorization": f"token {ADMIN_TOKEN}"})  # fmt: skip
     rows = [row for row in r.json()["servers"] if row["user"] == "dana"]
-    assert sorted(row["state"] for row in rows) == ["running", "worker", "worker"], rows
+    assert sorted(row["state"] for row in rows) == ["running", *["worker"] * 3], rows
 
     # the quota is shared with servers: a second server of dana's is refused while they run
     r = dhub.spawn("dana", "more", {"profile": "cpu-small", "cpu": 0.5})
@@ -198,6 +208,11 @@ for what, call in [("connect", lambda: gateway.connect({mine!r})),
         out[what] = "done"
     except Exception as e:
         out[what] = type(e).__name__ + ": " + str(e)
+try:
+    gateway.new_cluster()
+    out["create"] = "created"
+except Exception as e:
+    out["create"] = type(e).__name__ + ": " + str(e)
 api = os.environ["JUPYTERHUB_API_URL"] + "/dsplatform/workers"
 auth = {{"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"],
          "Content-Type": "application/json"}}
@@ -226,6 +241,11 @@ print(json.dumps(out))
         "POST/check": 403,
     }, attack  # fmt: skip
     assert attack["workdir"] == "denied"
+    # erin's own cluster: its scheduler does not fit her quota (her sandbox holds 0.5 of 0.5)
+    assert attack["create"].startswith("ValueError: New cluster refused"), attack
+    assert (
+        "cpu" in attack["create"].lower() and "running 0.5 + requested 0.5 = 1" in attack["create"]
+    ), attack
     # a token of erin's without access to the gateway service is turned away
     r = dhub.api("POST", "/users/erin/tokens", json={"scopes": ["read:users:name!user=erin"]})
     assert r.status_code == 201, r.text

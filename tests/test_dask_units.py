@@ -65,9 +65,11 @@ def test_a_user_without_profiles_gets_a_clear_refusal() -> None:
         ({"api_port": 10102}, "port, scheduler_port and api_port must differ"),
         ({"max_workers": 0}, "c.DaskClusters.max_workers: 0; at least 1"),
         ({"heartbeat_period": 0}, "heartbeat_period"),
+        ({"scheduler_memory": "lots"}, "c.DaskClusters.scheduler_memory"),
+        ({"scheduler_cpu": 0}, "scheduler_cpu and scheduler_memory must be > 0"),
     ],
 )
-def test_invalid_settings_name_the_key(setting: dict[str, int], message: str) -> None:
+def test_invalid_settings_name_the_key(setting: dict[str, object], message: str) -> None:
     c = Config()
     for key, value in setting.items():
         setattr(c.DaskClusters, key, value)

@@ -6,7 +6,9 @@ For the gateway service (``custom:dsplatform:workers``; no user holds it):
   default one, and how the gateway runs their processes (account, workspace, limits).
 * ``POST …/workers`` (``{"user", "cluster", "options": {"profile", "cpu", "memory",
   "gpus"}}``): admit one worker: 201 with its grant (devices included), or the spawn's
-  refusal: 400 invalid, 403 a profile of other groups or over quota, 503 no free GPU.
+  refusal: 400 invalid, 403 a profile of other groups or over quota, 503 no free GPU; with
+  ``"scheduler": true``, the cluster's scheduler (``c.DaskClusters.scheduler_cpu`` and
+  ``scheduler_memory``, in the chosen profile).
 * ``POST …/workers/check`` (``{"user", "options", "count"}``): how many more fit now
   (reserves nothing): ``{"fits", "count", "status", "message"}``.
 * ``DELETE …/workers/ID``; ``DELETE …/workers?cluster=NAME``: give grants back.
@@ -33,7 +35,7 @@ from hub_ext.admission.policy import Policy, load_policy
 from hub_ext.admission.refusals import Refusal
 from hub_ext.api.callers import per_user_caller
 from hub_ext.dask.grants import WorkerGrants
-from hub_ext.dask.settings import WORKERS_SCOPE
+from hub_ext.dask.settings import WORKERS_SCOPE, DaskClusters, scheduler_size
 
 
 @contextmanager
@@ -112,9 +114,13 @@ class WorkersAPIHandler(_WorkersHandler):
         cluster = data.get("cluster")
         if not isinstance(cluster, str) or not cluster.isalnum() or len(cluster) > 64:
             raise web.HTTPError(400, "cluster: the cluster's name (letters and digits)")
+        scheduler = None
+        if data.get("scheduler") is True:  # the cluster's scheduler: the admin's size
+            scheduler = scheduler_size(DaskClusters(config=_hub().config))
         with _fail():
             record = WorkerGrants(self.db).admit(user.name, _groups(user), cluster,
-                                                 self.options_of(data), self.policy())  # fmt: skip
+                                                 self.options_of(data), self.policy(),
+                                                 scheduler)  # fmt: skip
         self.write_json(201, record.to_json())
 
     async def put(self) -> None:

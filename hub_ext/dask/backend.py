@@ -33,6 +33,7 @@ from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig
 from dask_gateway_server.options import Float, Integer, Options, Select, String
 from dask_gateway_server.traitlets import Type
+from dask_gateway_server.utils import timestamp
 from traitlets import Bool, Dict, Int, List, Unicode, default
 from traitlets import Float as TFloat
 
@@ -174,6 +175,10 @@ class PlatformBackend(LocalBackend):
             for c in self.db.active_clusters()
             for w in c.workers.values()
             if w.is_active() and w.state and w.state.get("grant")
+        ] + [
+            c.state["scheduler_grant"]["id"]
+            for c in self.db.active_clusters()
+            if c.state and c.state.get("scheduler_grant")
         ]
         try:
             released = await self.hub("PUT", "", {"live": live})
@@ -189,16 +194,48 @@ class PlatformBackend(LocalBackend):
             await self._hub_session.close()
 
     # --- creation: the hub checks the options ---------------------------------------------
-    async def process_cluster_options(self, user: Any, request: Any) -> Any:
-        options, config = await super().process_cluster_options(user, request)
-        try:
-            await self.hub("POST", "/check", {"user": user.name, "count": 0,
-                                              "options": config.hub_options})  # fmt: skip
-        except HubError as e:
-            raise PublicException(e.message) from None
+    async def start_cluster(self, user: Any, cluster_options: Any) -> str:
+        """Create a cluster whose scheduler the hub admitted (its grant, the cluster's first),
+        or refuse at once: invalid options, a profile of other groups, over quota."""
+        options, config = await self.process_cluster_options(user, cluster_options)
         if os.geteuid() == 0 and not (config.account and Account.lookup(config.account)):
             raise PublicException(f"{user.name} has no sandbox account yet: start a server first")
-        return options, config
+        cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        try:
+            grant = await self.hub("POST", "", {"user": user.name, "cluster": cluster.name,
+                                                "options": config.hub_options,
+                                                "scheduler": True})  # fmt: skip
+        except HubError as e:
+            self.db.update_cluster(cluster, status=JobStatus.FAILED, target=JobStatus.FAILED,
+                                   stop_time=timestamp())  # fmt: skip
+            raise PublicException(f"New cluster refused: {e.message}") from None
+        self.db.update_cluster(cluster, state={"scheduler_grant": grant})
+        self.log.info("Created cluster %s for user %s (scheduler grant %s)", cluster.name,
+                      user.name, grant["id"])  # fmt: skip
+        self.queue.put(cluster)
+        return str(cluster.name)
+
+    async def do_start_cluster(self, cluster: Any) -> Any:
+        """The scheduler as the account, in a cgroup of its grant."""
+        grant = dict(cluster.state.get("scheduler_grant") or {})
+        if not grant:
+            raise RuntimeError(f"cluster {cluster.name} has no scheduler grant from the hub")
+        workdir = self.setup_working_directory(cluster)
+        yield {"scheduler_grant": grant, "workdir": workdir}
+        plan = await asyncio.to_thread(self._limits, cluster, "scheduler", grant)
+        limits = plan.to_state() if plan else None
+        state = {"scheduler_grant": grant, "workdir": workdir, "limits": limits}
+        yield state
+        env = self.get_scheduler_env(cluster)
+        pid = await self._launch(cluster, self.get_scheduler_command(cluster), env,
+                                 "scheduler", plan)  # fmt: skip
+        yield {**state, "pid": pid}
+
+    async def do_stop_cluster(self, cluster: Any) -> None:
+        await super().do_stop_cluster(cluster)
+        limits = (cluster.state or {}).get("limits")
+        if limits:
+            await asyncio.to_thread(os_limits.release, os_limits.LimitPlan.from_state(limits))
 
     # --- scale: admitted worker by worker ---------------------------------------------------
     async def forward_message_to_scheduler(self, cluster: Any, msg: dict[str, Any]) -> None:
@@ -305,15 +342,18 @@ class PlatformBackend(LocalBackend):
 
         return preexec
 
-    def _limits(self, worker: Any, grant: dict[str, Any]) -> os_limits.LimitPlan | None:
-        config = worker.cluster.config
+    def _limits(self, cluster: Any, part: str,
+                grant: dict[str, Any]) -> os_limits.LimitPlan | None:  # fmt: skip
+        """The cgroup of one process of ``cluster`` (its scheduler or a worker), sized by
+        its grant, with the sandbox's device rules and only its GPUs; created."""
+        config = cluster.config
         if not config.get("enforce_limits", True) or os.geteuid() != 0:
             return None
         devices = sandbox_rules(grant["devices"], config.get("gpu_device_node", "/dev/nvidia{id}"),
                                 config.get("gpu_control_nodes", []))  # fmt: skip
         limits = os_limits.Limits(int(grant["memory"]), float(grant["cpu"]),
                                   int(config.get("max_tasks", 1024)), devices)  # fmt: skip
-        name = f"{config.get('account') or worker.cluster.username}-dask-{worker.name[:12]}"
+        name = f"{config.get('account') or cluster.username}-dask-{part[:12]}"
         plan = os_limits.plan_limits(
             limits, name=name,
             hierarchy=os_limits.detect(config.get("cgroup_root", "/sys/fs/cgroup")),
@@ -322,19 +362,11 @@ class PlatformBackend(LocalBackend):
         os_limits.prepare(plan)
         return plan
 
-    async def do_start_worker(self, worker: Any) -> Any:
-        grant = dict(worker.state.get("grant") or {})
-        if not grant:
-            raise RuntimeError(f"worker {worker.name} has no grant from the hub")
-        cluster = worker.cluster
-        plan = await asyncio.to_thread(self._limits, worker, grant)
-        cmd = self.get_worker_command(cluster, worker.name)
-        env = self.get_worker_env(cluster)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(grant["devices"])
-        env["DSPLATFORM_LIMITS"] = plan.method if plan else "none"
-        env["DSPLATFORM_WORKER_GRANT"] = grant["id"]
-        log_path = os.path.join(self.get_logs_directory(cluster.state["workdir"]),
-                                f"worker-{worker.name}.log")  # fmt: skip
+    async def _launch(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str,
+                      plan: os_limits.LimitPlan | None) -> int:  # fmt: skip
+        """Fork ``cmd`` into ``plan``'s cgroup as the account; its output in the cluster's
+        logs (the account's)."""
+        log_path = os.path.join(self.get_logs_directory(cluster.state["workdir"]), f"{name}.log")
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             account = self._account(cluster)
@@ -349,7 +381,21 @@ class PlatformBackend(LocalBackend):
             raise
         finally:
             os.close(fd)
-        yield {"grant": grant, "pid": proc.pid, "limits": plan.to_state() if plan else None}
+        return proc.pid
+
+    async def do_start_worker(self, worker: Any) -> Any:
+        grant = dict(worker.state.get("grant") or {})
+        if not grant:
+            raise RuntimeError(f"worker {worker.name} has no grant from the hub")
+        cluster = worker.cluster
+        plan = await asyncio.to_thread(self._limits, cluster, worker.name, grant)
+        env = self.get_worker_env(cluster)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(grant["devices"])
+        env["DSPLATFORM_LIMITS"] = plan.method if plan else "none"
+        env["DSPLATFORM_WORKER_GRANT"] = grant["id"]
+        pid = await self._launch(cluster, self.get_worker_command(cluster, worker.name), env,
+                                 f"worker-{worker.name}", plan)  # fmt: skip
+        yield {"grant": grant, "pid": pid, "limits": plan.to_state() if plan else None}
 
     def worker_nthreads_memory_limit_args(self, cluster: Any) -> tuple[str, str]:
         return str(cluster.config.worker_threads), str(int(cluster.config.worker_memory))

@@ -1,6 +1,7 @@
-"""Dask workers in the hub's ledger: each worker is admitted like a server (grant kind
-``worker``) and its grant is kept in the hub's database (``dsplatform_dask_workers``), as
-job and server grants are kept in their spawner's state, so a hub restart puts it back.
+"""Dask workers in the hub's ledger: each worker, and each cluster's scheduler, is
+admitted like a server (grant kind ``worker``) and its grant is kept in the hub's database
+(``dsplatform_dask_workers``), as job and server grants are kept in their spawner's state,
+so a hub restart puts it back.
 
 The gateway (:mod:`hub_ext.dask.backend`) asks before it starts each worker and gives the
 grant back when the worker stops; a user's sandboxes, jobs and workers together never pass
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from hub_ext.admission.accounting import GpuAccounting, utcnow
 from hub_ext.admission.admit import Applicant, admit
-from hub_ext.admission.options import resolve_request
+from hub_ext.admission.options import Request, resolve_request
 from hub_ext.admission.policy import Policy
 from hub_ext.admission.refusals import Refusal
 from hub_ext.admission.reservations import Grant, Ledger
@@ -43,6 +44,14 @@ workers = Table(
     Column("grant", Text, nullable=False),  # Grant.to_state()
     Column("created", DateTime, nullable=False),
 )
+
+
+@dataclass(frozen=True)
+class SchedulerSize:
+    """What a cluster's scheduler holds (``c.DaskClusters.scheduler_cpu``/``_memory``)."""
+
+    cpu: float
+    memory: int
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,10 @@ class WorkerGrants:
     # --- changes ---------------------------------------------------------------------
     def admit(
         self, user: str, groups: Sequence[str], cluster: str, options: Mapping[str, Any],
-        policy: Policy,
+        policy: Policy, scheduler: SchedulerSize | None = None,
     ) -> WorkerGrant:  # fmt: skip
-        """Reserve one worker of ``cluster`` (no ``await``: atomic in the hub's loop).
+        """Reserve one worker of ``cluster`` (no ``await``: atomic in the hub's loop); with
+        ``scheduler``, the cluster's scheduler: the profile of ``options``, the admin's size.
 
         Raises:
             Refusal: invalid options (400), a profile of other groups (403), over a quota or
@@ -105,8 +115,16 @@ class WorkerGrants:
         """
         accounting = GpuAccounting(self.db)
         applicant = Applicant(user, worker_server(cluster), tuple(groups))
-        grant = admit(dict(options), applicant, policy, self.ledger, accounting.hours_this_week,
-                      KIND).grant  # fmt: skip
+        if scheduler is None:
+            grant = admit(dict(options), applicant, policy, self.ledger,
+                          accounting.hours_this_week, KIND).grant  # fmt: skip
+        else:  # the profile must be the user's; the size is the admin's, not the ranges'
+            chosen = resolve_request(dict(options), policy.profiles, applicant.groups).profile
+            request = Request(chosen, scheduler.cpu, scheduler.memory, 0, None)
+            grant = self.ledger.reserve(
+                request, user=user, server=applicant.server, groups=applicant.groups,
+                tables=policy.quotas, devices=policy.gpu_devices, kind=KIND,
+            )  # fmt: skip
         if grant.gpus and grant.gpu_type:
             session = accounting.open(grant.user, grant.server, grant.gpu_type, grant.gpus)
             grant = self.ledger.attach_session(grant, session)
@@ -116,9 +134,10 @@ class WorkerGrants:
             grant=json.dumps(grant.to_state()), created=record.created,
         ))  # fmt: skip
         self.db.commit()
+        what = "scheduler" if scheduler else "worker"
         devices = ",".join(grant.devices) or "-"
-        log.info("dsplatform: a Dask worker of %s/%s holds %s CPUs, %s bytes, GPUs %s",
-                 user, cluster, grant.cpu, grant.memory, devices)  # fmt: skip
+        log.info("dsplatform: a Dask %s of %s/%s holds %s CPUs, %s bytes, GPUs %s",
+                 what, user, cluster, grant.cpu, grant.memory, devices)  # fmt: skip
         return record
 
     def fits(

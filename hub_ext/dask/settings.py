@@ -18,6 +18,8 @@ from typing import Any
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Config, Configurable
 
+from hub_ext.admission.units import parse_bytes
+from hub_ext.dask.grants import SchedulerSize
 from hub_ext.errors import ConfigError
 from hub_ext.state import state_dir
 
@@ -75,6 +77,17 @@ class DaskClusters(Configurable):
         and its workers' grants are given back; 0: never.""",
     ).tag(config=True)
 
+    scheduler_cpu = Float(
+        0.5,
+        help="""CPUs a cluster's scheduler holds (admitted like a worker when the cluster is
+        created, in its own cgroup; the profile's ranges do not apply).""",
+    ).tag(config=True)
+
+    scheduler_memory = Unicode(
+        "512M",
+        help="""Memory a cluster's scheduler holds (e.g. "512M").""",
+    ).tag(config=True)
+
     heartbeat_period = Int(
         5,
         help="""Seconds between a scheduler's reports to the gateway (a stopped worker is
@@ -98,8 +111,20 @@ def check(c: Config) -> None:
         raise ConfigError("c.DaskClusters: port, scheduler_port and api_port must differ")
     if s.max_workers < 1:
         raise ConfigError(f"c.DaskClusters.max_workers: {s.max_workers}; at least 1")
+    scheduler_size(s)
     if s.idle_timeout < 0 or s.heartbeat_period < 1:
         raise ConfigError("c.DaskClusters.idle_timeout (>= 0) and heartbeat_period (>= 1)")
+
+
+def scheduler_size(s: DaskClusters) -> SchedulerSize:
+    """What each scheduler holds, or ConfigError naming the key."""
+    try:
+        memory = parse_bytes(s.scheduler_memory)
+    except ValueError as e:
+        raise ConfigError(f"c.DaskClusters.scheduler_memory: {e}") from None
+    if not s.scheduler_cpu > 0 or memory <= 0:
+        raise ConfigError("c.DaskClusters.scheduler_cpu and scheduler_memory must be > 0")
+    return SchedulerSize(s.scheduler_cpu, memory)
 
 
 def sandbox_env(s: DaskClusters) -> dict[str, str]:
