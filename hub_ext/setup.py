@@ -49,7 +49,7 @@ def configure(c: Config) -> Policy:
         isolation.check(c, spawner_class)
         mlflow.check(c)
         catalog.check(c)
-        dask.check(c)
+        dask.check(c, spawner_class)
         api.wire(c)
         isolation.wire(c, spawner_class)
         mlflow.wire(c)  # before the catalog: it reads the tracking URI

@@ -89,3 +89,16 @@ def test_the_gateway_and_the_sandboxes_agree_on_addresses() -> None:
     assert "--Proxy.address=127.0.0.1:9100" in command
     assert "--Proxy.tcp_address=127.0.0.1:9101" in command
     assert "--Proxy.prefix=/services/dask-gateway" in command
+
+
+def test_the_local_backend_is_refused_beside_kubespawner() -> None:
+    from hub_ext.spawners.kube import ProfileKubeSpawner
+    from hub_ext.spawners.local import LocalProfileSpawner
+
+    c = Config()
+    c.DaskClusters.enabled = True
+    check(c, LocalProfileSpawner)
+    with pytest.raises(
+        ConfigError, match=r"c\.DaskClusters\.enabled: .* not with ProfileKubeSpawner"
+    ):
+        check(c, ProfileKubeSpawner)

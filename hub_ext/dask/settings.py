@@ -100,9 +100,18 @@ class DaskClusters(Configurable):
     ).tag(config=True)
 
 
-def check(c: Config) -> None:
+def check(c: Config, spawner_class: type | None = None) -> None:
     """Start-up checks (ConfigError naming the key)."""
     s = DaskClusters(config=c)
+    if s.enabled and spawner_class is not None:
+        from hub_ext.spawners.local import LocalProfileSpawner
+
+        if not issubclass(spawner_class, LocalProfileSpawner):
+            raise ConfigError(
+                "c.DaskClusters.enabled: the gateway's local backend runs workers on the hub's "
+                f"machine, beside the local spawner; not with {spawner_class.__name__} (the "
+                "chart's Kubernetes backend is not built yet)"
+            )
     for key in ("port", "scheduler_port", "api_port"):
         value = getattr(s, key)
         if not 0 < value < 65536:
