@@ -75,7 +75,7 @@ def wait_gateway(hub: HubProcess, timeout: float = 60) -> None:
 
 
 def kernel(hub: HubProcess, user: str, code: str) -> dict[str, Any]:
-    out = run_in_kernel(hub, user, "", PROBE + code)
+    out = run_in_kernel(hub, user, "", PROBE + code, timeout=300)  # clusters start slowly
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -42,8 +42,9 @@ def wait_for_kernel(client: BlockingKernelClient, timeout: float) -> None:
             break
 
 
-def run_in_kernel(hub: HubProcess, user: str, server: str, code: str) -> str:
-    """Start a kernel in the user's real server (REST) and run ``code`` in it."""
+def run_in_kernel(hub: HubProcess, user: str, server: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel in the user's real server (REST) and run ``code`` in it (at most
+    ``timeout`` seconds)."""
     token = hub.token_for(user)
     base = f"{hub.url}/user/{user}/{server}/" if server else f"{hub.url}/user/{user}/"
     headers = {"Authorization": f"token {token}"}
@@ -64,7 +65,7 @@ def run_in_kernel(hub: HubProcess, user: str, server: str, code: str) -> str:
             out: list[str] = []
             reply = client.execute_interactive(
                 code,
-                timeout=60,
+                timeout=timeout,
                 output_hook=lambda m: out.append(m["content"].get("text", "")),
             )
             if reply["content"]["status"] != "ok":  # the traceback, readable
