@@ -91,7 +91,8 @@ def test_a_cluster_from_a_sandbox_computes_on_two_workers_and_a_third_is_refused
 ) -> None:
     result = kernel(dhub, "dana", """
 gateway = Gateway()
-cluster = gateway.new_cluster(worker_cores=0.5, worker_memory="1G")
+# kept after this kernel ends (the test looks at its grants, then stops it)
+cluster = gateway.new_cluster(worker_cores=0.5, worker_memory="1G", shutdown_on_close=False)
 cluster.scale(2)
 client = cluster.get_client()
 client.wait_for_workers(2, timeout=120)
