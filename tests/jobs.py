@@ -93,3 +93,12 @@ def admin_page(hub: HubProcess) -> str:
     page = session.get(f"{hub.url}/hub/dsplatform/usage", timeout=30)
     assert page.status_code == 200, page.text
     return page.text
+
+
+# a notebook job that records when it ran and on which GPUs (span-<name>.json)
+TIMED = (
+    "import json, os, pathlib, time\n"
+    "start = time.time(); time.sleep(seconds)\n"
+    "pathlib.Path(f'span-{name}.json').write_text(json.dumps(\n"
+    "    {'start': start, 'end': time.time(), 'cuda': os.environ['CUDA_VISIBLE_DEVICES']}))\n"
+)

@@ -19,7 +19,7 @@ import requests
 
 from .conftest import TEST_POLICY
 from .hub import ADMIN_TOKEN, HubProcess
-from .jobs import account_uid, submit, wait_job, write_notebook
+from .jobs import TIMED, account_uid, submit, wait_job, write_notebook
 from .test_hub_spawn import run_in_kernel
 
 pytestmark = [pytest.mark.hub, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -39,12 +39,6 @@ import json, os, warnings
 warnings.simplefilter("ignore")
 from dask_gateway import Gateway
 """
-TIMED = (
-    "import json, os, pathlib, time\n"
-    "start = time.time(); time.sleep(seconds)\n"
-    "pathlib.Path(f'span-{name}.json').write_text(json.dumps(\n"
-    "    {'start': start, 'end': time.time(), 'cuda': os.environ['CUDA_VISIBLE_DEVICES']}))\n"
-)
 
 
 @pytest.fixture(scope="module")

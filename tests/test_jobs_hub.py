@@ -18,7 +18,17 @@ from hub_ext.services.culler import timeout_for
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
-from .jobs import account_uid, admin_page, job, servers, submit, wait_job, workspace, write_notebook
+from .jobs import (
+    TIMED,
+    account_uid,
+    admin_page,
+    job,
+    servers,
+    submit,
+    wait_job,
+    workspace,
+    write_notebook,
+)
 from .test_hub_spawn import run_in_kernel
 
 pytestmark = [pytest.mark.hub, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -37,12 +47,6 @@ SLEEPER = (
     "child = subprocess.Popen(['sleep', '600'])\n"
     "pathlib.Path(f'pids-{name}.txt').write_text(f'{os.getpid()} {child.pid}')\n"
     "time.sleep(seconds)\n"
-)
-TIMED = (
-    "import json, os, pathlib, time\n"
-    "start = time.time(); time.sleep(seconds)\n"
-    "pathlib.Path(f'span-{name}.json').write_text(json.dumps(\n"
-    "    {'start': start, 'end': time.time(), 'cuda': os.environ['CUDA_VISIBLE_DEVICES']}))\n"
 )
 
 TRAIN = (

@@ -115,6 +115,14 @@ def options_for(data: dict[str, Any]) -> Options:
     )  # fmt: skip
 
 
+async def _release_limits(state: dict[str, Any] | None) -> None:
+    """Remove the cgroup recorded in a scheduler's or worker's state (its stray processes
+    go with it)."""
+    limits = (state or {}).get("limits")
+    if limits:
+        await asyncio.to_thread(os_limits.release, os_limits.LimitPlan.from_state(limits))
+
+
 class PlatformBackend(LocalBackend):
     """Local processes as the user's account, every worker admitted by the hub's ledger."""
 
@@ -233,9 +241,7 @@ class PlatformBackend(LocalBackend):
 
     async def do_stop_cluster(self, cluster: Any) -> None:
         await super().do_stop_cluster(cluster)
-        limits = (cluster.state or {}).get("limits")
-        if limits:
-            await asyncio.to_thread(os_limits.release, os_limits.LimitPlan.from_state(limits))
+        await _release_limits(cluster.state)
 
     # --- scale: admitted worker by worker ---------------------------------------------------
     async def forward_message_to_scheduler(self, cluster: Any, msg: dict[str, Any]) -> None:
@@ -402,9 +408,7 @@ class PlatformBackend(LocalBackend):
 
     async def do_stop_worker(self, worker: Any) -> None:
         await super().do_stop_worker(worker)
-        limits = (worker.state or {}).get("limits")
-        if limits:  # the worker's stray processes go with its cgroup
-            await asyncio.to_thread(os_limits.release, os_limits.LimitPlan.from_state(limits))
+        await _release_limits(worker.state)
 
     # --- stop: grants back ------------------------------------------------------------------
     async def _worker_to_stopped(self, worker: Any) -> None:
@@ -412,11 +416,8 @@ class PlatformBackend(LocalBackend):
         await self._give_back(worker)
 
     async def _cluster_to_stopped(self, cluster: Any) -> None:
-        unstopped = [w for w in cluster.workers.values() if w.status < JobStatus.STOPPED]
         await super()._cluster_to_stopped(cluster)
-        for worker in unstopped:
-            await self._give_back(worker)
-        try:
+        try:  # the scheduler's grant and those of workers that never reached a stop
             await self.hub("DELETE", f"?cluster={cluster.name}")
         except (TimeoutError, HubError, aiohttp.ClientError) as e:
             self.log.warning("Could not give back cluster %s's grants: %s", cluster.name, e)
