@@ -55,7 +55,7 @@ def configure(c: Config) -> Policy:
         mlflow.wire(c)  # before the catalog: it reads the tracking URI
         catalog.wire(c)
         culler.wire(c, policy)
-        dask.wire(c)
+        dask.wire(c, spawner_class)
     except ConfigError as e:
         stop_invalid(e)
     return policy

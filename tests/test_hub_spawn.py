@@ -6,6 +6,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Empty
@@ -42,9 +43,17 @@ def wait_for_kernel(client: BlockingKernelClient, timeout: float) -> None:
             break
 
 
-def run_in_kernel(hub: HubProcess, user: str, server: str, code: str, timeout: float = 60) -> str:
+def run_in_kernel(
+    hub: HubProcess,
+    user: str,
+    server: str,
+    code: str,
+    timeout: float = 60,
+    connection_file: Callable[[str], Path | None] | None = None,
+) -> str:
     """Start a kernel in the user's real server (REST) and run ``code`` in it (at most
-    ``timeout`` seconds)."""
+    ``timeout`` seconds). ``connection_file(kernel_id)`` finds the kernel's connection
+    file where the server is not a local one (a pod's workspace)."""
     token = hub.token_for(user)
     base = f"{hub.url}/user/{user}/{server}/" if server else f"{hub.url}/user/{user}/"
     headers = {"Authorization": f"token {token}"}
@@ -53,10 +62,12 @@ def run_in_kernel(hub: HubProcess, user: str, server: str, code: str, timeout: f
     kernel_id = r.json()["id"]
     try:
         runtime = hub.state / "platform" / "users" / user / ".local/share/jupyter/runtime"
-        connection = runtime / f"kernel-{kernel_id}.json"
+        local = runtime / f"kernel-{kernel_id}.json"
+        find = connection_file or (lambda _: local if local.exists() else None)
         deadline = time.monotonic() + 30
-        while not connection.exists() and time.monotonic() < deadline:
+        while (connection := find(kernel_id)) is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        connection = connection or local
         client = BlockingKernelClient(connection_file=str(connection))
         client.load_connection_file()
         client.start_channels()

@@ -55,11 +55,12 @@ class PlatformClusterConfig(LocalClusterConfig):
     max_tasks = Int(1024, help="Processes and threads per worker.")
     gpu_device_node = Unicode("/dev/nvidia{id}")
     gpu_control_nodes = List(Unicode())
+    kube = Dict(help="Beside dsplatform-kube: how the user's pods run (kube_pods.KubeIdentity).")
 
 
 # what the hub says about running a user's processes (GET …/workers/options "identity")
 IDENTITY_KEYS = ("account", "workspace", "enforce_limits", "cgroup_root", "max_tasks",
-                 "gpu_device_node", "gpu_control_nodes")  # fmt: skip
+                 "gpu_device_node", "gpu_control_nodes", "kube")  # fmt: skip
 
 
 class HubError(Exception):
@@ -206,8 +207,7 @@ class PlatformBackend(LocalBackend):
         """Create a cluster whose scheduler the hub admitted (its grant, the cluster's first),
         or refuse at once: invalid options, a profile of other groups, over quota."""
         options, config = await self.process_cluster_options(user, cluster_options)
-        if os.geteuid() == 0 and not (config.account and Account.lookup(config.account)):
-            raise PublicException(f"{user.name} has no sandbox account yet: start a server first")
+        self.check_runnable(user, config)
         cluster = self.db.create_cluster(user.name, options, config.to_dict())
         try:
             grant = await self.hub("POST", "", {"user": user.name, "cluster": cluster.name,
@@ -222,6 +222,11 @@ class PlatformBackend(LocalBackend):
                       user.name, grant["id"])  # fmt: skip
         self.queue.put(cluster)
         return str(cluster.name)
+
+    def check_runnable(self, user: Any, config: Any) -> None:
+        """Can the cluster's processes run (PublicException if not)."""
+        if os.geteuid() == 0 and not (config.account and Account.lookup(config.account)):
+            raise PublicException(f"{user.name} has no sandbox account yet: start a server first")
 
     async def do_start_cluster(self, cluster: Any) -> Any:
         """The scheduler as the account, in a cgroup of its grant."""

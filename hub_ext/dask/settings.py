@@ -11,6 +11,7 @@ scope that every user's role and sandbox token holds), and its backend
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ class DaskClusters(Configurable):
 
     enabled = Bool(
         False,
-        help="""Run dask-gateway as a hub-managed service (local backend: schedulers and
-        workers as the user's account, each worker in its own cgroup). The embedded config
-        turns this on.
+        help="""Run dask-gateway as a hub-managed service. Beside the local spawner its
+        backend runs schedulers and workers as the user's account, each in its own cgroup;
+        beside dsplatform-kube, as pods in the sandboxes' namespace (the chart's
+        dask.enabled). The embedded config turns this on.
 
             c.DaskClusters.enabled = True
         """,
@@ -45,7 +47,17 @@ class DaskClusters(Configurable):
 
     host = Unicode(
         "127.0.0.1",
-        help="""Host under which the hub's proxy and sandboxes reach the gateway.""",
+        help="""Host under which the hub's proxy, sandboxes and Dask pods reach the gateway
+        (on Kubernetes the hub's Service name).""",
+    ).tag(config=True)
+
+    bind_ip = Unicode(
+        "",
+        help="""Address the gateway listens on; default: `host` (on Kubernetes "0.0.0.0",
+        since the Service name is not an address of the hub pod).
+
+            c.DaskClusters.bind_ip = "0.0.0.0"
+        """,
     ).tag(config=True)
 
     port = Int(
@@ -100,17 +112,41 @@ class DaskClusters(Configurable):
     ).tag(config=True)
 
 
+LOCAL_BACKEND = "hub_ext.dask.backend.PlatformBackend"
+KUBE_BACKEND = "hub_ext.dask.kube_backend.PlatformKubeBackend"
+# what the gateway needs of the hub's environment to reach the Kubernetes API
+KUBE_ENV = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+
+
+def backend_for(spawner_class: type | None) -> str:
+    """The gateway backend that runs workers where this spawner runs sandboxes, or
+    ConfigError: the local spawner's machine (accounts, cgroups) or dsplatform-kube's
+    namespace (pods)."""
+    from hub_ext.spawners.local import LocalProfileSpawner
+
+    if spawner_class is None or issubclass(spawner_class, LocalProfileSpawner):
+        return LOCAL_BACKEND
+    from hub_ext.spawners.kube import ProfileKubeSpawner
+
+    if issubclass(spawner_class, ProfileKubeSpawner):
+        return KUBE_BACKEND
+    raise ConfigError(
+        "c.DaskClusters.enabled: dask-gateway runs workers beside dsplatform's spawners "
+        "(the local spawner's accounts and cgroups, or dsplatform-kube's pods); not with "
+        f"{spawner_class.__name__}"
+    )
+
+
 def check(c: Config, spawner_class: type | None = None) -> None:
     """Start-up checks (ConfigError naming the key)."""
     s = DaskClusters(config=c)
-    if s.enabled and spawner_class is not None:
-        from hub_ext.spawners.local import LocalProfileSpawner
-
-        if not issubclass(spawner_class, LocalProfileSpawner):
+    if s.enabled:
+        backend_for(spawner_class)
+    for name in ("host", "bind_ip"):
+        value = getattr(s, name)
+        if any(ch in value for ch in "/:@ ") or (name == "host" and not value):
             raise ConfigError(
-                "c.DaskClusters.enabled: the gateway's local backend runs workers on the hub's "
-                f"machine, beside the local spawner; not with {spawner_class.__name__} (the "
-                "chart's Kubernetes backend is not built yet)"
+                f"c.DaskClusters.{name}: {value!r} is not a host name or IPv4 address"
             )
     for key in ("port", "scheduler_port", "api_port"):
         value = getattr(s, key)
@@ -146,19 +182,22 @@ def sandbox_env(s: DaskClusters) -> dict[str, str]:
     }
 
 
-def gateway_command(s: DaskClusters, base: Path) -> list[str]:
+def gateway_command(s: DaskClusters, base: Path, backend: str = LOCAL_BACKEND) -> list[str]:
     """``dask-gateway-server`` with dsplatform's backend and the hub's authenticator, set on
     its command line (traitlets' ``--Class.trait=value``)."""
+    bind = s.bind_ip or s.host
     settings = {
-        "DaskGateway.backend_class": "hub_ext.dask.backend.PlatformBackend",
+        "DaskGateway.backend_class": backend,
         "DaskGateway.authenticator_class": "dask_gateway_server.auth.JupyterHubAuthenticator",
         "DaskGateway.address": f"127.0.0.1:{s.api_port}",  # the private API, behind its proxy
-        "Proxy.address": f"{s.host}:{s.port}",
-        "Proxy.tcp_address": f"{s.host}:{s.scheduler_port}",
+        "Proxy.address": f"{bind}:{s.port}",
+        "Proxy.tcp_address": f"{bind}:{s.scheduler_port}",
         "Proxy.prefix": PREFIX,
         # users need access:services!service=dask-gateway (every user's role and sandbox token)
         "JupyterHubAuthenticator.jupyterhub_service_name": SERVICE,
         "PlatformBackend.clusters_directory": str(base),
+        # where schedulers report (through the gateway's proxy; pods: the hub's Service)
+        "PlatformBackend.api_url": f"http://{s.host}:{s.port}{PREFIX}/api",
         "PlatformBackend.cluster_heartbeat_period": str(s.heartbeat_period),
         "PlatformBackend.check_timeouts_period": str(s.heartbeat_period),
         "PlatformBackend.stop_clusters_on_shutdown": "True",  # their workers' grants go back
@@ -169,27 +208,31 @@ def gateway_command(s: DaskClusters, base: Path) -> list[str]:
     return [sys.executable, "-m", "dask_gateway_server", *flags]
 
 
-def gateway_service(s: DaskClusters) -> dict[str, Any]:
+def gateway_service(s: DaskClusters, backend: str = LOCAL_BACKEND) -> dict[str, Any]:
     """The hub service entry (the hub gives it its token and API URL)."""
     base = Path(s.state_dir or state_dir() / "dask")
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)  # cluster directories below are each private to their user
-    return {"name": SERVICE, "url": f"http://{s.host}:{s.port}",
-            "command": gateway_command(s, base)}  # fmt: skip
+    service: dict[str, Any] = {"name": SERVICE, "url": f"http://{s.host}:{s.port}",
+                               "command": gateway_command(s, base, backend)}  # fmt: skip
+    if backend == KUBE_BACKEND:  # the hub's own access to the Kubernetes API
+        service["environment"] = {k: os.environ[k] for k in KUBE_ENV if k in os.environ}
+    return service
 
 
-def wire(c: Config) -> None:
+def wire(c: Config, spawner_class: type | None = None) -> None:
     """The gateway service, its role, users' access and the sandboxes' variables."""
     s = DaskClusters(config=c)
     if not s.enabled:
         return
+    backend = backend_for(spawner_class)
     from hub_ext.admission.reservations import Ledger
     from hub_ext.dask.grants import restore_into
 
     if restore_into not in Ledger.loaders:
         Ledger.loaders.append(restore_into)
     services = [x for x in c.JupyterHub.get("services", []) if x.get("name") != SERVICE]
-    c.JupyterHub.services = [*services, gateway_service(s)]
+    c.JupyterHub.services = [*services, gateway_service(s, backend)]
     c.JupyterHub.custom_scopes = {
         **c.JupyterHub.get("custom_scopes", {}),
         WORKERS_SCOPE: {"description": "Admit and release Dask workers (the gateway service)"},

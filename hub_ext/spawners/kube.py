@@ -18,6 +18,7 @@ from traitlets import Dict, List, Unicode, default
 
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
+from hub_ext.dask.kube_pods import KubeIdentity
 from hub_ext.spawners.base import ProfileSpawner, SpawnRefusal
 from hub_ext.spawners.kube_failures import FAIL_FAST_REASONS, start_failure
 from hub_ext.spawners.kube_pod import label_value, pod_settings, preload_init_container
@@ -140,6 +141,34 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             self.cmd = ["python", "-m", "server_ext.job_runner"]
             pod_config: dict[str, Any] = dict(getattr(self, "extra_pod_config", {}) or {})
             self.extra_pod_config = {**pod_config, "restartPolicy": "Never"}
+
+    def worker_identity(self) -> dict[str, Any]:
+        """The user's Dask schedulers and workers run as pods like their sandboxes: the
+        namespace, the profile's image, the sandbox user, GPU scheduling, the admin's
+        node selector, tolerations and common labels (see :mod:`hub_ext.dask.kube_pods`)."""
+        base = self._configured or {}
+        profiles = self.policy.profiles
+        identity = KubeIdentity(
+            namespace=self.namespace,
+            images={
+                p.slug: p.toolchain.image for p in profiles if p.toolchain and p.toolchain.image
+            },
+            image=self.image,
+            uid=int(self.uid) if isinstance(self.uid, int) else 1000,
+            gid=int(self.gid) if isinstance(self.gid, int) else None,
+            fs_gid=int(self.fs_gid) if isinstance(self.fs_gid, int) else None,
+            image_pull_policy=self.image_pull_policy,
+            image_pull_secrets=[
+                s if isinstance(s, str) else s.get("name", "")
+                for s in (self.image_pull_secrets or [])
+            ],
+            gpu_resource=self.gpu_resource_name,
+            gpu_scheduling=self.gpu_scheduling,
+            node_selector=dict(base.get("node_selector", self.node_selector) or {}),
+            tolerations=list(base.get("tolerations", self.tolerations) or []),
+            labels={k: str(v) for k, v in (self.common_labels or {}).items()},
+        )
+        return {"kube": identity.to_json(), "python": {p.slug: "python" for p in profiles}}
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

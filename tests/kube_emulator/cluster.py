@@ -8,6 +8,7 @@ The HTTP layer (:mod:`.server`) turns requests into calls of :class:`Cluster` an
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import ipaddress
@@ -446,8 +447,13 @@ def _defaults(plural: str, obj: dict[str, Any]) -> None:
             "accessModes": spec.get("accessModes", ["ReadWriteOnce"]),
             "capacity": {"storage": storage},
         }
-    elif plural == "secrets":
+    elif plural == "secrets":  # stringData is write-only: merged into data, base64
         obj.setdefault("type", "Opaque")
+        strings = obj.pop("stringData", None) or {}
+        obj["data"] = {
+            **(obj.get("data") or {}),
+            **{k: base64.b64encode(v.encode()).decode() for k, v in strings.items()},
+        }
     elif plural == "services":
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")
