@@ -10,7 +10,14 @@ from dask_gateway_server.backends.base import PublicException
 from traitlets.config import Config
 
 from hub_ext.dask.backend import options_for
-from hub_ext.dask.settings import DaskClusters, check, gateway_command, sandbox_env
+from hub_ext.dask.settings import (
+    KUBE_BACKEND,
+    DaskClusters,
+    backend_for,
+    check,
+    gateway_command,
+    sandbox_env,
+)
 from hub_ext.errors import ConfigError
 
 PROFILES = {
@@ -91,14 +98,37 @@ def test_the_gateway_and_the_sandboxes_agree_on_addresses() -> None:
     assert "--Proxy.prefix=/services/dask-gateway" in command
 
 
-def test_the_local_backend_is_refused_beside_kubespawner() -> None:
+def test_the_backend_follows_the_spawner_and_others_are_refused() -> None:
+    from jupyterhub.spawner import LocalProcessSpawner
+
     from hub_ext.spawners.kube import ProfileKubeSpawner
     from hub_ext.spawners.local import LocalProfileSpawner
 
+    assert backend_for(LocalProfileSpawner) == "hub_ext.dask.backend.PlatformBackend"
+    assert backend_for(ProfileKubeSpawner) == "hub_ext.dask.kube_backend.PlatformKubeBackend"
     c = Config()
     c.DaskClusters.enabled = True
     check(c, LocalProfileSpawner)
+    check(c, ProfileKubeSpawner)
     with pytest.raises(
-        ConfigError, match=r"c\.DaskClusters\.enabled: .* not with ProfileKubeSpawner"
+        ConfigError, match=r"c\.DaskClusters\.enabled: .* not with LocalProcessSpawner"
     ):
-        check(c, ProfileKubeSpawner)
+        check(c, LocalProcessSpawner)
+
+
+def test_on_kubernetes_the_gateway_binds_everywhere_and_pods_report_to_the_service() -> None:
+    from pathlib import Path
+
+    c = Config()
+    c.DaskClusters.host, c.DaskClusters.bind_ip = "dsplatform-hub", "0.0.0.0"
+    s = DaskClusters(config=c)
+    command = gateway_command(s, Path("/srv/dask"), KUBE_BACKEND)
+    assert f"--DaskGateway.backend_class={KUBE_BACKEND}" in command
+    assert "--Proxy.address=0.0.0.0:10102" in command
+    assert (
+        "--PlatformBackend.api_url=http://dsplatform-hub:10102/services/dask-gateway/api" in command
+    )
+    assert sandbox_env(s)["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://dsplatform-hub:10103"
+    c.DaskClusters.bind_ip = "0.0.0.0:1"
+    with pytest.raises(ConfigError, match=r"c\.DaskClusters\.bind_ip: '0\.0\.0\.0:1'"):
+        check(c)
