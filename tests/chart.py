@@ -97,4 +97,16 @@ def rendered_fixture(request: pytest.FixtureRequest) -> tuple[str, list[dict[str
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    """Does a label selector (matchLabels and matchExpressions) select ``labels``?"""
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    tests = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, values: key in labels,
+        "DoesNotExist": lambda key, values: key not in labels,
+    }
+    return all(
+        tests[e["operator"]](e["key"], e.get("values") or [])
+        for e in selector.get("matchExpressions", [])
+    )

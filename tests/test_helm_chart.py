@@ -257,7 +257,7 @@ def test_the_chart_renders_the_platform(rendered) -> None:
             "PersistentVolumeClaim/mlflow-artifacts",
         }  # fmt: skip
     else:  # SQLite on a volume, external PostgreSQL, S3 artifacts, an ingress
-        expected |= {"PersistentVolumeClaim/hub-db", "Ingress/dsplatform"}
+        expected |= {"PersistentVolumeClaim/hub-db", "Ingress/dsplatform", "NetworkPolicy/dask"}
     assert sorted(expected) == kinds
     assert all(o["metadata"].get("namespace") in (None, NAMESPACE) for o in objects)
 
@@ -334,7 +334,10 @@ def test_network_policies(rendered) -> None:
         for port in rule["ports"]
     }
     catalog_port = hub_values(objects)["catalog"]["port"]
-    assert reach == {("hub", 8081), ("hub", catalog_port), ("proxy", 8000), ("mlflow", 5000)}
+    dask = hub_values(objects)["dask"]
+    dask_ports = {dask["port"], dask["schedulerPort"]} if dask["enabled"] else set()
+    assert reach == {("hub", 8081), ("hub", catalog_port), ("proxy", 8000), ("mlflow", 5000)} | {
+        ("hub", port) for port in dask_ports}  # fmt: skip
     dns = [r for r in sandbox["egress"] if {p["port"] for p in r.get("ports", [])} == {53}]
     assert len(dns) == 1 and {p["protocol"] for p in dns[0]["ports"]} == {"UDP", "TCP"}
     internet = [
@@ -359,7 +362,33 @@ def test_network_policies(rendered) -> None:
         return [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers]
 
     hub_in = allowed_from("-hub")
-    assert set(hub_in) == {8081, catalog_port}
+    assert set(hub_in) == {8081, catalog_port} | dask_ports
+    if dask["enabled"]:  # the gateway: the proxy routes to it, sandboxes and Dask pods call it
+        dask_pod = {"app.kubernetes.io/name": hub["app.kubernetes.io/name"],
+                    "app.kubernetes.io/instance": hub["app.kubernetes.io/instance"],
+                    "app.kubernetes.io/component": "dask-worker"}  # fmt: skip
+        assert [selects(p["podSelector"], dask_pod) for p in hub_in[dask["port"]]] == [
+            False, False, False, True]  # fmt: skip
+        assert components(hub_in[dask["port"]][:3]) == ["proxy", "singleuser-server", "hub"]
+        assert components(hub_in[dask["schedulerPort"]]) == ["proxy", "singleuser-server", "hub"]
+        policy = find(objects, "NetworkPolicy", "-dask")["spec"]
+        assert selects(policy["podSelector"], dask_pod)
+        assert selects(
+            policy["podSelector"], {**dask_pod, "app.kubernetes.io/component": "dask-scheduler"}
+        )
+        assert not selects(
+            policy["podSelector"], {**dask_pod, "app.kubernetes.io/component": "singleuser-server"}
+        )
+        (ingress,) = policy["ingress"]  # the gateway and each other, nobody else
+        assert [selects(p["podSelector"], hub) for p in ingress["from"]] == [True, False]
+        assert [selects(p["podSelector"], dask_pod) for p in ingress["from"]] == [False, True]
+        assert not any(selects(p["podSelector"], sandbox_labels) for p in ingress["from"])
+        gateway, peers = policy["egress"][:2]
+        assert selects(gateway["to"][0]["podSelector"], hub)
+        assert gateway["ports"] == [{"port": dask["port"], "protocol": "TCP"}]
+        assert selects(peers["to"][0]["podSelector"], dask_pod) and "ports" not in peers
+    else:
+        assert not [o for o in objects if o["metadata"]["name"].endswith("-dask")]
     # the catalog and culler services in the hub pod reach the hub through its Service
     assert components(hub_in[catalog_port]) == ["proxy", "singleuser-server", "hub"]
     # MLflow checks hub tokens at the hub API

@@ -59,6 +59,10 @@ print(json.dumps({
     "services": {s["name"]: s.get("url") for s in c.JupyterHub.services},
     "service_commands": {s["name"]: bool(s.get("command")) for s in c.JupyterHub.services},
     "service_tokens": {s["name"]: s.get("api_token") for s in c.JupyterHub.services},
+    "dask_command": next((s["command"] for s in c.JupyterHub.services
+                          if s["name"] == "dask-gateway"), None),
+    "sandbox_env": {k: v for k, v in c.Spawner.get("environment", {}).items()}
+                   if isinstance(c.Spawner.get("environment"), dict) else {},
     "catalog_env": next(s["environment"] for s in c.JupyterHub.services if s["name"] == "catalog"),
     "roles": {r["name"]: r.get("services", []) for r in c.JupyterHub.load_roles},
     "governance": {k: v for k, v in c.ModelGovernance.items()},
@@ -158,6 +162,22 @@ def test_the_hub_config_from_the_chart_passes_validation(rendered, tmp_path: Pat
         assert config["allowed_groups"] == ["analysts", "ml-research", "product"]
         assert config["ProfileSpawner"]["dvc_remote"] == "s3://dsplatform-dvc/outputs"
         assert config["extra_annotations"] == {"example.org/team": "data"}  # hub.extraConfig
+        # Dask (on in the lint values): the gateway in the hub pod, pods for the clusters
+        gateway = urlparse(config["services"]["dask-gateway"])
+        assert gateway.hostname == hub_service["metadata"]["name"] and gateway.port in hub_ports
+        command = config["dask_command"]
+        assert config["sandbox_env"]["DASK_GATEWAY__ADDRESS"] == (
+            f"http://{gateway.hostname}:{gateway.port}/services/dask-gateway"
+        )
+        assert (
+            "--DaskGateway.backend_class=hub_ext.dask.kube_backend.PlatformKubeBackend" in command
+        )
+        assert f"--Proxy.address=0.0.0.0:{gateway.port}" in command
+        assert (
+            f"--Proxy.tcp_address=0.0.0.0:{hub_values(objects)['dask']['schedulerPort']}" in command
+        )
+    if name == "defaults":
+        assert "dask-gateway" not in config["services"]
 
 
 @pytest.mark.parametrize(

@@ -72,8 +72,8 @@ def pod_name(cluster: str, worker: str | None = None) -> str:
 def labels(identity: KubeIdentity, component: str, user: str, cluster: str,
            profile: str = "") -> dict[str, str]:  # fmt: skip
     result = {
-        **dict(identity.labels),
         "app.kubernetes.io/name": "dsplatform",
+        **dict(identity.labels),  # the sandboxes' (the chart's name and instance)
         COMPONENT: component,
         "dsplatform/user": label_value(user),
         CLUSTER_LABEL: label_value(cluster),

@@ -168,6 +168,16 @@ def apply_chart_values(c: Config, values: Mapping[str, Any], env: Mapping[str, s
     c.PlatformCatalog.predict_groups = list(catalog.get("predictGroups") or [])
     c.PlatformCatalog.max_request_bytes = int(catalog.get("maxRequestBytes", 1 << 20))
     governance = catalog.get("governance") or {}
+    dask = dict(values.get("dask") or {})  # schedulers and workers as pods (kube backend)
+    c.DaskClusters.enabled = bool(dask.get("enabled", False))
+    c.DaskClusters.host = value(values, "services.hub")
+    c.DaskClusters.bind_ip = "0.0.0.0"
+    c.DaskClusters.port = int(dask.get("port", 10102))
+    c.DaskClusters.scheduler_port = int(dask.get("schedulerPort", 10103))
+    c.DaskClusters.max_workers = int(dask.get("maxWorkers", 16))
+    c.DaskClusters.idle_timeout = float(dask.get("idleTimeout", 3600))
+    c.DaskClusters.scheduler_cpu = float(dask.get("schedulerCpu", 0.5))
+    c.DaskClusters.scheduler_memory = str(dask.get("schedulerMemory", "512M"))
     c.ModelGovernance.protected_aliases = list(governance.get("protectedAliases") or [])
     c.ModelGovernance.approver_groups = list(governance.get("approverGroups") or [])
     c.ModelGovernance.gate_metric = str(governance.get("gateMetric") or "")

@@ -55,6 +55,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: singleuser-server
 {{- end }}
 
+{{- /* Dask schedulers' and workers' pods (hub_ext/dask/kube_pods.py labels them) */ -}}
+{{- define "dsplatform.daskSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ include "dsplatform.name" . }}
+  app.kubernetes.io/instance: {{ .Release.Name }}
+matchExpressions:
+  - key: app.kubernetes.io/component
+    operator: In
+    values: [dask-scheduler, dask-worker]
+{{- end }}
+
 {{- define "dsplatform.hubImage" -}}
 {{- printf "%s:%s" .Values.hub.image.name (.Values.hub.image.tag | default .Chart.AppVersion) }}
 {{- end }}
