@@ -9,6 +9,8 @@ cluster deletes its pods and Secret and gives every grant back."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +217,44 @@ print(json.dumps({{"ok": True}}))
     wait_for(lambda: cluster.get("secrets", NS, f"dask-{name}") is None, timeout=30)
     wait_for(lambda: not grants(hub, "dana"), timeout=30)
     assert hub.usage("dana")["usage"]["cpu"] == pytest.approx(0.5)
+
+
+def gateway_pid(hub: HubProcess) -> int:
+    """The hub's dask-gateway-server process (found by its proxy's port)."""
+    flag = f"--Proxy.address=127.0.0.1:{hub.dask_ports[0]}".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and b"dask_gateway_server" in argv and flag in argv:
+            return int(proc.name)
+    raise AssertionError("no dask-gateway-server process")
+
+
+def test_a_killed_gateways_pods_are_deleted_and_their_grants_given_back(
+    khub: HubProcess, cluster: EmulatorProcess
+) -> None:
+    hub = khub
+    result = kernel(hub, cluster, "dana", """
+cluster = Gateway().new_cluster(worker_cores=0.5, worker_memory="1G", shutdown_on_close=False)
+cluster.scale(1)
+cluster.get_client().wait_for_workers(1, timeout=180)
+print(json.dumps({"name": cluster.name}))
+""")  # fmt: skip
+    name = result["name"]
+    assert len(dask_pods(cluster, name)) == 2 and len(grants(hub, "dana")) == 2
+    killed = gateway_pid(hub)
+    os.kill(killed, signal.SIGKILL)  # its clusters are forgotten (dask-gateway's memory db)
+    # the hub starts the service again; the new gateway deletes what it does not run, and
+    # tells the hub which grants are live (none)
+    wait_for(lambda: not dask_pods(cluster, name), timeout=180)
+    wait_for(lambda: cluster.get("secrets", NS, f"dask-{name}") is None, timeout=30)
+    wait_for(lambda: not grants(hub, "dana"), timeout=30)
+    assert gateway_pid(hub) != killed
+    assert hub.usage("dana")["usage"]["cpu"] == pytest.approx(0.5)
+    wait_gateway(hub)  # and it serves again
+    again = kernel(hub, cluster, "dana", """
+print(json.dumps({"names": [c.name for c in Gateway().list_clusters()]}))
+""")  # fmt: skip
+    assert again["names"] == []

@@ -20,7 +20,7 @@ from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.rest import ApiException
-from traitlets import Float
+from traitlets import Float, Unicode
 
 from hub_ext.dask.backend import PlatformBackend
 from hub_ext.dask.kube_pods import (
@@ -39,6 +39,7 @@ from hub_ext.dask.kube_pods import (
     pod_name,
     secret_name,
 )
+from hub_ext.spawners.kube_pod import label_value
 
 
 def _identity(cluster: Any) -> KubeIdentity:
@@ -57,6 +58,13 @@ class PlatformKubeBackend(PlatformBackend):
         5, help="Seconds a scheduler's or worker's pod gets to stop.", config=True
     )
 
+    namespace = Unicode(
+        "",
+        help="""The sandboxes' namespace (c.KubeSpawner.namespace): where, at start, Dask pods
+        and Secrets of clusters this gateway does not know are deleted ("": none are).""",
+        config=True,
+    )
+
     _api: k8s.ApiClient | None = None
 
     async def setup(self, app: Any) -> None:
@@ -65,6 +73,22 @@ class PlatformKubeBackend(PlatformBackend):
         await asyncio.to_thread(load_config)  # in-cluster, else $KUBECONFIG (as KubeSpawner)
         self._api = k8s.ApiClient()
         await super().setup(app)  # requeues the clusters it ran: the client is ready
+        if self.namespace:
+            await self._delete_orphans(self.namespace)
+
+    async def _delete_orphans(self, namespace: str) -> None:
+        """Pods and Secrets of clusters this gateway does not run (it was killed and its
+        clusters forgotten): their grants were given back, so they must not keep running."""
+        known = {label_value(c.name) for c in self.db.active_clusters()}
+        selector = f"{COMPONENT} in ({SCHEDULER},{WORKER},dask-cluster),{CLUSTER_LABEL}"
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        secrets = await self.core.list_namespaced_secret(namespace, label_selector=selector)
+        for kind, items in (("pod", pods.items), ("secret", secrets.items)):
+            for obj in items:
+                if obj.metadata.labels.get(CLUSTER_LABEL) not in known:
+                    self.log.info("Deleting %s %s of a cluster this gateway does not run",
+                                  kind, obj.metadata.name)  # fmt: skip
+                    await self._delete(kind, namespace, obj.metadata.name)
 
     async def do_cleanup(self) -> None:
         if self._api is not None:

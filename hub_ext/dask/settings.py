@@ -208,7 +208,9 @@ def gateway_command(s: DaskClusters, base: Path, backend: str = LOCAL_BACKEND) -
     return [sys.executable, "-m", "dask_gateway_server", *flags]
 
 
-def gateway_service(s: DaskClusters, backend: str = LOCAL_BACKEND) -> dict[str, Any]:
+def gateway_service(
+    s: DaskClusters, backend: str = LOCAL_BACKEND, namespace: str = ""
+) -> dict[str, Any]:
     """The hub service entry (the hub gives it its token and API URL)."""
     base = Path(s.state_dir or state_dir() / "dask")
     base.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,15 @@ def gateway_service(s: DaskClusters, backend: str = LOCAL_BACKEND) -> dict[str, 
                                "command": gateway_command(s, base, backend)}  # fmt: skip
     if backend == KUBE_BACKEND:  # the hub's own access to the Kubernetes API
         service["environment"] = {k: os.environ[k] for k in KUBE_ENV if k in os.environ}
+        if namespace:
+            service["command"].append(f"--PlatformKubeBackend.namespace={namespace}")
     return service
+
+
+def _pod_namespace() -> str:
+    """The namespace this pod runs in, as KubeSpawner's default reads it."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else "default"
 
 
 def wire(c: Config, spawner_class: type | None = None) -> None:
@@ -232,7 +242,10 @@ def wire(c: Config, spawner_class: type | None = None) -> None:
     if restore_into not in Ledger.loaders:
         Ledger.loaders.append(restore_into)
     services = [x for x in c.JupyterHub.get("services", []) if x.get("name") != SERVICE]
-    c.JupyterHub.services = [*services, gateway_service(s, backend)]
+    namespace = ""
+    if backend == KUBE_BACKEND:  # KubeSpawner's (its default: the pod's own namespace)
+        namespace = str(c.KubeSpawner.get("namespace") or "") or _pod_namespace()
+    c.JupyterHub.services = [*services, gateway_service(s, backend, namespace)]
     c.JupyterHub.custom_scopes = {
         **c.JupyterHub.get("custom_scopes", {}),
         WORKERS_SCOPE: {"description": "Admit and release Dask workers (the gateway service)"},
