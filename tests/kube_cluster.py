@@ -3,7 +3,12 @@ and a tainted A100 node, and the hub settings that send GPU sandboxes there."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from .kube_emulator.process import EmulatorProcess
 
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -40,3 +45,20 @@ c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
 """
     + EMULATOR_RUNS_AS_ROOT
 )
+
+
+@contextmanager
+def running_cluster(state: Path, namespace: str, gpus: int = 3) -> Iterator[EmulatorProcess]:
+    """The emulated cluster, with what the platform's chart provides there: the namespace
+    and the shared dataset cache claim."""
+    emulator = EmulatorProcess(state, nodes=cpu_and_gpu_nodes(gpus), namespaces=[namespace])
+    emulator.start()
+    try:
+        emulator.create("persistentvolumeclaims", namespace, {
+            "metadata": {"name": "dsdata-cache"},
+            "spec": {"accessModes": ["ReadWriteMany"],
+                     "resources": {"requests": {"storage": "100Gi"}}},
+        })  # fmt: skip
+        yield emulator
+    finally:
+        emulator.stop()

@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import TEST_POLICY
 from .hub import ADMIN_TOKEN, HubProcess
-from .kube_cluster import GPU_SCHEDULING_CONFIG, cpu_and_gpu_nodes
+from .kube_cluster import GPU_SCHEDULING_CONFIG, running_cluster
 from .kube_emulator.process import EmulatorProcess
 from .test_dask_hub import PROBE, wait_gateway
 from .test_hub_spawn import run_in_kernel
@@ -47,17 +47,8 @@ c.QuotaPolicy.users = {{"dana": {{"servers": 2, "cpu": 2, "memory": "4G"}}, "eri
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emulator = EmulatorProcess(tmp_path_factory.mktemp("dask-cluster"),
-                               nodes=cpu_and_gpu_nodes(gpus=3), namespaces=[NS])  # fmt: skip
-    emulator.start()
-    try:
-        emulator.create("persistentvolumeclaims", NS, {
-            "metadata": {"name": "dsdata-cache"},
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-        })  # fmt: skip
+    with running_cluster(tmp_path_factory.mktemp("dask-cluster"), NS) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

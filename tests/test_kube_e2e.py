@@ -17,7 +17,12 @@ import pytest
 
 from .conftest import TEST_POLICY
 from .hub import HubProcess
-from .kube_cluster import GPU_PRODUCT, GPU_SCHEDULING_CONFIG, TOLERATION, cpu_and_gpu_nodes
+from .kube_cluster import (
+    GPU_PRODUCT,
+    GPU_SCHEDULING_CONFIG,
+    TOLERATION,
+    running_cluster,
+)
 from .kube_emulator.process import EmulatorProcess
 from .test_hub_spawn import REFUSALS
 
@@ -27,8 +32,6 @@ NS = "dsplatform"
 BAD_IMAGE = "registry.invalid/dsplatform/missing:1"
 START_TIMEOUT = 300  # fail-fast must not rely on it
 FAST = 60  # "within seconds": far below START_TIMEOUT (a correctness bound, not a benchmark)
-
-NODES = cpu_and_gpu_nodes(gpus=3)
 
 KUBE_POLICY = (
     f"""
@@ -50,17 +53,8 @@ c.ProfileSpawner.profiles = [*c.ProfileSpawner.profiles, {{
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emulator = EmulatorProcess(tmp_path_factory.mktemp("cluster"), nodes=NODES, namespaces=[NS])
-    emulator.start()
-    try:
-        # what the platform's chart provides: the shared dataset cache claim
-        emulator.create("persistentvolumeclaims", NS, {
-            "metadata": {"name": "dsdata-cache"},
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}},
-        })  # fmt: skip
+    with running_cluster(tmp_path_factory.mktemp("cluster"), NS, gpus=3) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")
