@@ -333,3 +333,44 @@ def test_gpu_override_in_a_profile_stops_the_hub(tmp_path: Path, cluster: Emulat
         "c.ProfileSpawner.profiles[3] ('sneaky'): key 'kubespawner_override': "
         "extra_resource_limits['nvidia.com/gpu'] requests GPUs outside the quota"
     ) in str(info.value)
+
+
+def test_a_notebook_job_runs_once_as_a_pod_in_the_users_workspace(
+    khub: HubProcess, cluster: EmulatorProcess
+) -> None:
+    """A job's pod mounts the workspace claim of the user's default server (where the
+    notebook is), runs papermill with the parameters, reports, and never restarts."""
+    import nbformat
+
+    from .jobs import submit, wait_job
+
+    hub = khub
+    cluster.create("persistentvolumeclaims", NS, {
+        "metadata": {"name": "claim-alice"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    claim = cluster.state / "cluster" / "volumes" / NS / "claim-alice"
+    (claim / "work").mkdir(parents=True)
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                   "language": "python"}  # fmt: skip
+    book.cells = [
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, pathlib\n"
+            "out = pathlib.Path(os.environ['DSPLATFORM_WORKSPACE']) / 'work' / 'out.txt'\n"
+            "out.write_text(f\"{n * 2} {os.environ['DSPLATFORM_PROFILE']}\")"
+        ),
+    ]
+    nbformat.write(book, claim / "work" / "double.ipynb")
+    r = submit(hub, "alice", {"notebook": "work/double.ipynb", "profile": "cpu-small",
+                              "cpu": 0.5, "memory": "1G", "parameters": {"n": 21}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    done = wait_job(hub, "alice", job_id, timeout=240)
+    assert done["state"] == "succeeded", done
+    assert (claim / "work" / "out.txt").read_text() == "42 cpu-small"
+    executed = nbformat.read(claim / "work" / "jobs" / job_id / "double.ipynb", as_version=4)
+    assert any("n = 21" in c.source for c in executed.cells)  # papermill's injected cell
+    assert (claim / "work" / "jobs" / job_id / "log.txt").exists()
+    assert hub.usage("alice")["usage"]["cpu"] == 0  # its grant given back

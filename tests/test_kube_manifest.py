@@ -549,3 +549,9 @@ def test_a_notebook_job_is_a_pod_that_runs_once():
     assert job["output"] == "work/jobs/0123456789ab/train.ipynb" and job["parameters"] == {
         "lr": 0.1
     }
+    # in the workspace of the user's default server (the notebook is there), never an
+    # emptyDir, though the profile has no disk
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    claim = volumes["dsplatform-workspace"]["persistentVolumeClaim"]["claimName"]
+    assert claim == f"claim-{pod['metadata']['labels']['hub.jupyter.org/username']}", pod
+    assert "--" not in claim  # not the job server's own claim

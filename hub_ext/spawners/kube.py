@@ -128,6 +128,7 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             cache_volume=self.dataset_cache_volume,
             cache_path=self.dataset_cache_dir,
             base=self._configured,
+            job=self._job is not None,
         )
         # a spawner object serves every start of its server: whatever an earlier grant or
         # profile set and this one does not (GPUs, a disk, an override) goes back to the
@@ -138,9 +139,21 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
         for key, configured in self._configured.items():
             setattr(self, key, copy.deepcopy(settings.get(key, configured)))
         if self._job is not None:  # a notebook job (one per server name): runs once, to its end
+            # in the workspace of the user's default server, where the notebook is
+            self.pvc_name = self.workspace_claim()
             self.cmd = ["python", "-m", "server_ext.job_runner"]
             pod_config: dict[str, Any] = dict(getattr(self, "extra_pod_config", {}) or {})
             self.extra_pod_config = {**pod_config, "restartPolicy": "Never"}
+
+    def workspace_claim(self) -> str:
+        """The claim of the user's default server (``pvc_name_template`` without a server
+        name): the workspace that notebook jobs run in."""
+        name: str = self.name  # type: ignore[has-type]
+        try:
+            self.name = ""
+            return str(self._expand_user_properties(self.pvc_name_template))
+        finally:
+            self.name = name
 
     def worker_identity(self) -> dict[str, Any]:
         """The user's Dask schedulers and workers run as pods like their sandboxes: the

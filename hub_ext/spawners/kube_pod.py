@@ -125,6 +125,7 @@ def pod_settings(
     cache_volume: Mapping[str, Any] | None = None,
     cache_path: str = "",
     base: Mapping[str, Any] | None = None,
+    job: bool = False,
 ) -> dict[str, Any]:
     """KubeSpawner trait values for a grant (pure).
 
@@ -140,6 +141,8 @@ def pod_settings(
             mounted at ``cache_path``.
         base: the admin's own KubeSpawner values for the merged traits (labels, node
             selector, tolerations, volumes, mounts, extra resources).
+        job: a notebook job's pod: its workspace is always the claim (the user's, where the
+            notebook is), never an emptyDir.
 
     Returns:
         KubeSpawner trait name -> value.
@@ -171,7 +174,7 @@ def pod_settings(
     if workspace_path and workspace_path.rstrip("/") not in taken:  # the admin's mount wins
         source: dict[str, Any] = (
             {"persistentVolumeClaim": {"claimName": WORKSPACE_CLAIM}}
-            if grant.disk is not None
+            if grant.disk is not None or job
             else {"emptyDir": {}}
         )
         volumes[WORKSPACE_VOLUME] = {"name": WORKSPACE_VOLUME, **source}
