@@ -374,3 +374,11 @@ def test_a_notebook_job_runs_once_as_a_pod_in_the_users_workspace(
     assert any("n = 21" in c.source for c in executed.cells)  # papermill's injected cell
     assert (claim / "work" / "jobs" / job_id / "log.txt").exists()
     assert hub.usage("alice")["usage"]["cpu"] == 0  # its grant given back
+    # the job's server is removed (KubeSpawner's delete_forever): the claim is not its own
+    deadline = time.monotonic() + 60
+    while f"job-{job_id}" in (hub.api("GET", "/users/alice").json().get("servers") or {}):
+        assert time.monotonic() < deadline, "the job's server was not removed"
+        time.sleep(0.5)
+    time.sleep(2)
+    assert cluster.get("persistentvolumeclaims", NS, "claim-alice") is not None
+    assert (claim / "work" / "double.ipynb").exists()

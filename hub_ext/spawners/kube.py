@@ -19,6 +19,7 @@ from traitlets import Dict, List, Unicode, default
 from hub_ext.admission.options import Request
 from hub_ext.admission.reservations import Grant
 from hub_ext.dask.kube_pods import KubeIdentity
+from hub_ext.jobs.spec import SERVER_PREFIX as JOB_SERVER_PREFIX
 from hub_ext.spawners.base import ProfileSpawner, SpawnRefusal
 from hub_ext.spawners.kube_failures import FAIL_FAST_REASONS, start_failure
 from hub_ext.spawners.kube_pod import label_value, pod_settings, preload_init_container
@@ -228,6 +229,15 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
     @default("fs_gid")
     def _fs_gid_default(self) -> int:
         return 100  # the users group of the Jupyter images: the workspace is writable
+
+    async def delete_forever(self) -> None:
+        """A job server's removal (after every job) never deletes a claim: its workspace is
+        the default server's (KubeSpawner would delete ``pvc_name`` with ``delete_pvc``)."""
+        if self.name.startswith(JOB_SERVER_PREFIX):
+            self.log.info("dsplatform: keeping %s: the workspace of %s's default server",
+                          self.pvc_name, self.user.name)  # fmt: skip
+            return
+        await super().delete_forever()
 
     # --- fail fast ------------------------------------------------------------------------
     async def _start(self) -> Any:
