@@ -554,4 +554,4 @@ def test_a_notebook_job_is_a_pod_that_runs_once():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     claim = volumes["dsplatform-workspace"]["persistentVolumeClaim"]["claimName"]
     assert claim == f"claim-{pod['metadata']['labels']['hub.jupyter.org/username']}", pod
-    assert "--" not in claim  # not the job server's own claim
+    assert "job" not in claim  # not the job server's own claim

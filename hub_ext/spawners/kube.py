@@ -39,6 +39,18 @@ MERGED_TRAITS = (
 )
 
 
+# KubeSpawner's template fields, as _expand_user_properties fills them for the default server
+DEFAULT_SERVER_FIELDS = {
+    "{user_server}": "{username}",
+    "{safe_user_server}": "{safe_username}",
+    "{escaped_user_server}": "{escaped_username}--",
+    "{servername}": "",
+    "{safe_servername}": "",
+    "{escaped_servername}": "",
+    "{unescaped_servername}": "",
+}
+
+
 def _escape_braces(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("{", "{{").replace("}", "}}")
@@ -147,14 +159,12 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
             self.extra_pod_config = {**pod_config, "restartPolicy": "Never"}
 
     def workspace_claim(self) -> str:
-        """The claim of the user's default server (``pvc_name_template`` without a server
-        name): the workspace that notebook jobs run in."""
-        name: str = self.name  # type: ignore[has-type]
-        try:
-            self.name = ""
-            return str(self._expand_user_properties(self.pvc_name_template))
-        finally:
-            self.name = name
+        """The claim of the user's default server (``pvc_name_template`` expanded as for
+        a server without a name): the workspace that notebook jobs run in."""
+        template = self.pvc_name_template
+        for field, default_server in DEFAULT_SERVER_FIELDS.items():
+            template = template.replace(field, default_server)
+        return str(self._expand_user_properties(template))
 
     def worker_identity(self) -> dict[str, Any]:
         """The user's Dask schedulers and workers run as pods like their sandboxes: the
@@ -234,8 +244,8 @@ class ProfileKubeSpawner(ProfileSpawner, KubeSpawner):
         """A job server's removal (after every job) never deletes a claim: its workspace is
         the default server's (KubeSpawner would delete ``pvc_name`` with ``delete_pvc``)."""
         if self.name.startswith(JOB_SERVER_PREFIX):
-            self.log.info("dsplatform: keeping %s: the workspace of %s's default server",
-                          self.pvc_name, self.user.name)  # fmt: skip
+            self.log.info("dsplatform: deleting no claim for %s's job server %s: its workspace "
+                          "is the default server's", self.user.name, self.name)  # fmt: skip
             return
         await super().delete_forever()
 
