@@ -29,7 +29,7 @@ IDENTITY = KubeIdentity(
     gpu_scheduling={"nvidia-a100": {"node_selector": {"nvidia.com/gpu.product": "A100"},
                                     "tolerations": [TOLERATION]}},
     node_selector={"pool": "sandboxes"},
-    labels={"app.kubernetes.io/instance": "dsp"},
+    labels={"app.kubernetes.io/instance": "dsp", "app.kubernetes.io/managed-by": "kubespawner"},
 )  # fmt: skip
 CLUSTER = "0123456789abcdef0123456789abcdef"
 GPU_GRANT = {"id": "f" * 32, "profile": "gpu-a100", "cpu": 1.5, "memory": 4 * 2**30,
@@ -58,6 +58,7 @@ def test_a_gpu_worker_pod_gets_its_grant_and_its_gpu_types_scheduling() -> None:
     assert labels["app.kubernetes.io/component"] == "dask-worker"
     assert labels["dsplatform/user"] == "Alice-Example" and labels["dsplatform/grant"] == "f" * 32
     assert labels["app.kubernetes.io/instance"] == "dsp"  # the sandboxes' common labels
+    assert labels["app.kubernetes.io/managed-by"] == "dask-gateway"
     env = {e["name"]: e for e in container["env"]}
     assert env["DASK_GATEWAY_API_TOKEN"] == {"name": "DASK_GATEWAY_API_TOKEN", "valueFrom": {
         "secretKeyRef": {"name": f"dask-{CLUSTER}", "key": "api-token"}}}  # fmt: skip

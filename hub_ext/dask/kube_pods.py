@@ -74,6 +74,7 @@ def labels(identity: KubeIdentity, component: str, user: str, cluster: str,
     result = {
         "app.kubernetes.io/name": "dsplatform",
         **dict(identity.labels),  # the sandboxes' (the chart's name and instance)
+        "app.kubernetes.io/managed-by": "dask-gateway",  # not KubeSpawner's pods
         COMPONENT: component,
         "dsplatform/user": label_value(user),
         CLUSTER_LABEL: label_value(cluster),
