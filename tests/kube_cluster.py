@@ -47,6 +47,12 @@ c.ProfileSpawner.dataset_cache_dir = "/srv/dsdata-cache"
 )
 
 
+def kube_hub_env(emulator: EmulatorProcess) -> dict[str, str]:
+    """A hub in Kubernetes mode against ``emulator`` (with the demo registry to preload)."""
+    return {"DSPLATFORM_MODE": "kubernetes", "KUBECONFIG": str(emulator.kubeconfig),
+            "DSPLATFORM_DEMO_REGISTRY": "1"}  # fmt: skip
+
+
 @contextmanager
 def running_cluster(state: Path, namespace: str, gpus: int = 3) -> Iterator[EmulatorProcess]:
     """The emulated cluster, with what the platform's chart provides there: the namespace

@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import TEST_POLICY
 from .hub import ADMIN_TOKEN, HubProcess
-from .kube_cluster import GPU_SCHEDULING_CONFIG, running_cluster
+from .kube_cluster import GPU_SCHEDULING_CONFIG, kube_hub_env, running_cluster
 from .kube_emulator.process import EmulatorProcess
 from .test_dask_hub import PROBE, wait_gateway
 from .test_hub_spawn import run_in_kernel
@@ -55,8 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProces
 def khub(
     cluster: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HubProcess]:
-    env = {"DSPLATFORM_MODE": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig),
-           "DSPLATFORM_DEMO_REGISTRY": "1"}  # fmt: skip
+    env = kube_hub_env(cluster)
     hub = HubProcess(tmp_path_factory.mktemp("dask-kube-hub"), POLICY, env=env).start()
     try:
         for user in ("dana", "erin"):

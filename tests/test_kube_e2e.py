@@ -21,6 +21,7 @@ from .kube_cluster import (
     GPU_PRODUCT,
     GPU_SCHEDULING_CONFIG,
     TOLERATION,
+    kube_hub_env,
     running_cluster,
 )
 from .kube_emulator.process import EmulatorProcess
@@ -61,8 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProces
 def kube_hub(
     cluster: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HubProcess]:
-    env = {"DSPLATFORM_MODE": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig),
-           "DSPLATFORM_DEMO_REGISTRY": "1"}  # fmt: skip
+    env = kube_hub_env(cluster)
     hub = HubProcess(tmp_path_factory.mktemp("kubehub"), TEST_POLICY + KUBE_POLICY, env=env)
     hub.start()
     try:

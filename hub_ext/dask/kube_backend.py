@@ -30,6 +30,7 @@ from hub_ext.dask.kube_pods import (
     CREDENTIALS_PATH,
     KEY_KEY,
     SCHEDULER,
+    SECRET,
     TOKEN_ENV,
     WORKER,
     KubeIdentity,
@@ -80,7 +81,7 @@ class PlatformKubeBackend(PlatformBackend):
         """Pods and Secrets of clusters this gateway does not run (it was killed and its
         clusters forgotten): their grants were given back, so they must not keep running."""
         known = {label_value(c.name) for c in self.db.active_clusters()}
-        selector = f"{COMPONENT} in ({SCHEDULER},{WORKER},dask-cluster),{CLUSTER_LABEL}"
+        selector = f"{COMPONENT} in ({SCHEDULER},{WORKER},{SECRET}),{CLUSTER_LABEL}"
         pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
         secrets = await self.core.list_namespaced_secret(namespace, label_selector=selector)
         for kind, items in (("pod", pods.items), ("secret", secrets.items)):

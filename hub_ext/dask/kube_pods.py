@@ -22,7 +22,7 @@ CERT_KEY, KEY_KEY, TOKEN_KEY = "dask.crt", "dask.pem", "api-token"
 TOKEN_ENV = "DASK_GATEWAY_API_TOKEN"
 COMPONENT = "app.kubernetes.io/component"
 CLUSTER_LABEL = "dsplatform/dask-cluster"
-SCHEDULER, WORKER = "dask-scheduler", "dask-worker"
+SCHEDULER, WORKER, SECRET = "dask-scheduler", "dask-worker", "dask-cluster"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def cluster_secret(identity: KubeIdentity, cluster: str, user: str, *, cert: byt
         "metadata": {
             "name": secret_name(cluster),
             "namespace": identity.namespace,
-            "labels": labels(identity, "dask-cluster", user, cluster),
+            "labels": labels(identity, SECRET, user, cluster),
         },
         "type": "Opaque",
         "stringData": {CERT_KEY: cert.decode(), KEY_KEY: key.decode(), TOKEN_KEY: token},

@@ -21,7 +21,7 @@ from traitlets.config import Config, Configurable
 
 from hub_ext.admission.units import parse_bytes
 from hub_ext.dask.grants import SchedulerSize
-from hub_ext.errors import ConfigError
+from hub_ext.errors import ConfigError, check_service_addresses
 from hub_ext.state import state_dir
 
 SERVICE = "dask-gateway"
@@ -142,12 +142,7 @@ def check(c: Config, spawner_class: type | None = None) -> None:
     s = DaskClusters(config=c)
     if s.enabled:
         backend_for(spawner_class)
-    for name in ("host", "bind_ip"):
-        value = getattr(s, name)
-        if any(ch in value for ch in "/:@ ") or (name == "host" and not value):
-            raise ConfigError(
-                f"c.DaskClusters.{name}: {value!r} is not a host name or IPv4 address"
-            )
+    check_service_addresses("DaskClusters", s)
     for key in ("port", "scheduler_port", "api_port"):
         value = getattr(s, key)
         if not 0 < value < 65536:

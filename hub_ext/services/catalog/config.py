@@ -17,7 +17,7 @@ from traitlets.config import Config, Configurable
 from hub_ext.connections.settings import DataConnections, load_connections
 from hub_ext.connections.settings import check as check_connections
 from hub_ext.datasets.catalog import DatasetCatalog, check_dataset_groups
-from hub_ext.errors import ConfigError
+from hub_ext.errors import ConfigError, check_service_addresses
 from hub_ext.monitoring.settings import PlatformMonitoring
 from hub_ext.monitoring.settings import check as check_monitoring
 from hub_ext.services.catalog.governance import APPROVE_SCOPE, ModelGovernance
@@ -75,12 +75,7 @@ class PlatformCatalog(Configurable):
 
 def check_catalog(settings: PlatformCatalog) -> None:
     """Refuse a host or bind address that cannot be put into a URL."""
-    for name in ("host", "bind_ip"):
-        value = getattr(settings, name)
-        if any(ch in value for ch in "/:@ ") or (name == "host" and not value):
-            raise ConfigError(
-                f"c.PlatformCatalog.{name}: {value!r} is not a host name or IPv4 address"
-            )
+    check_service_addresses("PlatformCatalog", settings)
 
 
 def catalog_service(c: Config, settings: PlatformCatalog, tracking_uri: str) -> dict[str, Any]:
